@@ -1,0 +1,103 @@
+"""Input checks shared by every public function.
+
+Each check raises a ``ValueError`` that names the argument and says what was expected; nothing
+is silently repaired (clipped, cast, resized).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def check_choice(name: str, value, choices: Sequence):
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """``value`` must be an integer (not a bool) with ``low <= value < high``."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_floating_point():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value >= high:
+        raise ValueError(f"{name} must be < {high}, got {value}")
+    return value
+
+
+def check_float(name: str, value, low: float | None = None, high: float | None = None) -> float:
+    """``value`` must be a finite real number with ``low <= value <= high``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def check_tensor(
+    name: str,
+    x,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape: Sequence[int | None] | None = None,
+    floating: bool = True,
+    finite: bool = True,
+) -> torch.Tensor:
+    """``x`` must be a tensor with the given number of dimensions / shape (``None`` = any size).
+
+    ``floating`` requires a floating dtype (an integer dtype otherwise); ``finite`` rejects NaN and inf.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {tuple(x.shape)}"
+            )
+    if shape is not None:
+        if x.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if floating and not x.is_floating_point():
+        raise ValueError(f"{name} must have a floating dtype, got {x.dtype}")
+    if not floating and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        raise ValueError(f"{name} must have an integer dtype, got {x.dtype}")
+    if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} must be finite, but it holds NaN or inf")
+    return x
+
+
+def check_timesteps(name: str, t, T: int, batch: int | None = None) -> torch.Tensor:
+    """``t`` must be integer timesteps in ``[0, T)``: a Python int, a 0-d or a ``(batch,)`` tensor."""
+    if isinstance(t, int) and not isinstance(t, bool):
+        t = torch.tensor(t)
+    check_tensor(name, t, ndim=(0, 1), floating=False)
+    if batch is not None and t.ndim == 1 and t.shape[0] != batch:
+        raise ValueError(f"{name} must have shape ({batch},) to match the batch, got {tuple(t.shape)}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
+        raise ValueError(f"{name} must lie in [0, {T}), got values in [{int(t.min())}, {int(t.max())}]")
+    return t
+
+
+def check_same_shape(name: str, x: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
+    """``x`` must have the shape of ``other``."""
+    if x.shape != other.shape:
+        raise ValueError(f"{name} must have the shape of {other_name} {tuple(other.shape)}, got {tuple(x.shape)}")
+
+
+def check_generator(name: str, generator) -> None:
+    """``generator`` must be ``None`` or a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")

@@ -1,0 +1,278 @@
+"""The shapes world: procedural captioned images whose every edit has a ground-truth answer.
+
+A scene is a background colour and 1..max_objects objects, each a shape of some colour and size
+sitting in its own cell of a 3 x 3 grid (so objects never overlap, and each caption word is
+unambiguous). Rendering is vectorised over the batch and anti-aliased: each object's coverage is
+alpha = clamp(0.5 - d, 0, 1) with d its signed distance in pixels (the box-filter approximation of
+Green, "Improved alpha-tested magnification", SIGGRAPH 2007). Objects are composited in order with
+the "over" operator (Porter & Duff 1984), which also gives each object's visible mask.
+
+Images are float32 in [-1, 1] (the models' data range), shape (B, 3, R, R); masks are the visible
+coverage in [0, 1], shape (B, max_objects, R, R). ``Scenes.change`` re-renders the same scene with
+one attribute changed: the ground truth for an edit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from .._checks import check_choice, check_generator, check_int
+
+SHAPES = ("circle", "square", "triangle", "diamond")
+COLOURS = {  # sRGB in [0, 1]: saturated, far apart, all distinct from every background
+    "red": (0.86, 0.12, 0.12),
+    "green": (0.15, 0.68, 0.22),
+    "blue": (0.13, 0.33, 0.90),
+    "yellow": (0.97, 0.86, 0.12),
+    "purple": (0.58, 0.20, 0.78),
+    "orange": (0.97, 0.52, 0.08),
+}
+SIZES = {"small": 0.09, "large": 0.13}  # half-extent of the shape, as a fraction of the image side
+BACKGROUNDS = {"white": (0.96, 0.96, 0.96), "gray": (0.50, 0.50, 0.50), "black": (0.06, 0.06, 0.06)}
+# Cell k of the 3 x 3 grid is row k // 3, column k % 3; the phrase that names it in captions.
+POSITIONS = (
+    "at the top left", "at the top", "at the top right",
+    "on the left", "in the center", "on the right",
+    "at the bottom left", "at the bottom", "at the bottom right",
+)
+JITTER = 0.02  # an object's centre moves at most this far (image fractions) from its cell's centre
+ATTRIBUTES = {"shape": SHAPES, "colour": tuple(COLOURS), "size": tuple(SIZES), "position": POSITIONS}
+
+
+@dataclass(frozen=True)
+class Scenes:
+    """A batch of B scenes with up to N objects each; object attributes are (B, N) tensors.
+
+    shape, colour, size, position: long indices into SHAPES, COLOURS, SIZES, POSITIONS.
+    jitter: (B, N, 2) float offset of each centre from its cell centre (x, y), in image fractions.
+    present: (B, N) bool, which object slots are used (present objects come first).
+    background: (B,) long index into BACKGROUNDS.
+    """
+
+    shape: torch.Tensor
+    colour: torch.Tensor
+    size: torch.Tensor
+    position: torch.Tensor
+    jitter: torch.Tensor
+    present: torch.Tensor
+    background: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.background.shape[0]
+
+    def __getitem__(self, index) -> Scenes:
+        """A sub-batch: ``scenes[2:5]``, ``scenes[[0, 3]]``; an int keeps a batch of one."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return Scenes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    @property
+    def num_objects(self) -> torch.Tensor:
+        """(B,) number of objects in each scene."""
+        return self.present.sum(1)
+
+    def change(self, obj: int | None = None, **attribute) -> Scenes:
+        """The same scenes with one attribute changed in every scene, e.g. ``change(0, colour="blue")``
+        (object 0 becomes blue) or ``change(background="black")``.
+
+        The value is a name or a (B,) long tensor of indices. Every scene must have object ``obj``,
+        and a new position must be free in every scene.
+        """
+        if len(attribute) != 1:
+            raise ValueError(f"change takes exactly one attribute, got {sorted(attribute)}")
+        (name, value), = attribute.items()
+        check_choice("attribute", name, (*ATTRIBUTES, "background"))
+        names = tuple(BACKGROUNDS) if name == "background" else ATTRIBUTES[name]
+        value = _as_index(name, value, names, len(self))
+        if name == "background":
+            if obj is not None:
+                raise ValueError("obj must be None when changing the background")
+            return replace(self, background=value)
+        N = self.present.shape[1]
+        if obj is None:
+            raise ValueError(f"obj must be an object index in [0, {N}) when changing {name}")
+        check_int("obj", obj, 0, N)
+        if not bool(self.present[:, obj].all()):
+            raise ValueError(f"obj {obj} is not present in every scene (scenes hold {self.num_objects.tolist()} objects)")
+        new = getattr(self, name).clone()
+        new[:, obj] = value
+        if name == "position":
+            others = self.present.clone()
+            others[:, obj] = False
+            if bool(((self.position == value[:, None]) & others).any()):
+                raise ValueError("position is already taken by another object in some scene")
+        return replace(self, **{name: new})
+
+    def labels(self) -> dict[str, torch.Tensor]:
+        """Attribute labels: shape, colour, size, position (B, N) with -1 for absent objects, and
+        background (B,)."""
+        out = {k: torch.where(self.present, getattr(self, k), -1) for k in ATTRIBUTES}
+        out["background"] = self.background
+        return out
+
+    def captions(self) -> list[str]:
+        """One caption per scene, e.g. "a large red circle at the top left and a small blue square
+        in the center on a gray background"."""
+        out = []
+        for b in range(len(self)):
+            phrases = [
+                _object_phrase(SIZES_L[self.size[b, n]], COLOURS_L[self.colour[b, n]], SHAPES[self.shape[b, n]],
+                               POSITIONS[self.position[b, n]])
+                for n in range(self.present.shape[1]) if self.present[b, n]
+            ]
+            out.append(" and ".join(phrases) + f" on a {BACKGROUNDS_L[self.background[b]]} background")
+        return out
+
+
+SIZES_L, COLOURS_L, BACKGROUNDS_L = tuple(SIZES), tuple(COLOURS), tuple(BACKGROUNDS)
+
+
+def _object_phrase(size: str, colour: str, shape: str, position: str) -> str:
+    return f"a {size} {colour} {shape} {position}"
+
+
+_OBJECT = re.compile(
+    rf"a ({'|'.join(SIZES)}) ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)}) ({'|'.join(POSITIONS)})"
+)
+_CAPTION = re.compile(rf"(.+) on a ({'|'.join(BACKGROUNDS)}) background")
+
+
+def parse_caption(caption: str) -> dict:
+    """Read a shapes-world caption back into attributes:
+    ``{"objects": [{"shape", "colour", "size", "position"}, ...], "background": name}``.
+
+    Raises ValueError for text that is not a caption of this world.
+    """
+    if not isinstance(caption, str):
+        raise ValueError(f"caption must be a str, got {type(caption).__name__}")
+    m = _CAPTION.fullmatch(caption)
+    if m is None:
+        raise ValueError(f"caption must end with 'on a <{'|'.join(BACKGROUNDS)}> background', got {caption!r}")
+    objects = []
+    for phrase in m.group(1).split(" and "):
+        o = _OBJECT.fullmatch(phrase)
+        if o is None:
+            raise ValueError(f"caption has an object phrase that is not 'a <size> <colour> <shape> <position>': {phrase!r}")
+        objects.append(dict(size=o.group(1), colour=o.group(2), shape=o.group(3), position=o.group(4)))
+    return {"objects": objects, "background": m.group(2)}
+
+
+@dataclass(frozen=True)
+class ShapesWorld:
+    """The generator: ``resolution`` x ``resolution`` images with min_objects..max_objects objects."""
+
+    resolution: int = 32
+    min_objects: int = 1
+    max_objects: int = 2
+
+    def __post_init__(self):
+        check_int("resolution", self.resolution, 8)
+        check_int("max_objects", self.max_objects, 1, len(POSITIONS) + 1)
+        check_int("min_objects", self.min_objects, 1, self.max_objects + 1)
+
+    def sample(self, n: int, seed: int | None = None, generator: torch.Generator | None = None) -> Scenes:
+        """``n`` random scenes; the same ``seed`` (or generator state) gives the same scenes."""
+        check_int("n", n, 1)
+        check_generator("generator", generator)
+        if (seed is None) == (generator is None):
+            raise ValueError("give exactly one of seed and generator")
+        if seed is not None:
+            generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
+        g, N = generator, self.max_objects
+        count = torch.randint(self.min_objects, N + 1, (n,), generator=g)
+        # distinct cells: the first N of a random permutation of the 9 cells
+        position = torch.rand(n, len(POSITIONS), generator=g).argsort(dim=1)[:, :N]
+        return Scenes(
+            shape=torch.randint(len(SHAPES), (n, N), generator=g),
+            colour=torch.randint(len(COLOURS), (n, N), generator=g),
+            size=torch.randint(len(SIZES), (n, N), generator=g),
+            position=position,
+            jitter=(torch.rand(n, N, 2, generator=g) * 2 - 1) * JITTER,
+            present=torch.arange(N)[None, :] < count[:, None],
+            background=torch.randint(len(BACKGROUNDS), (n,), generator=g),
+        )
+
+    def render(self, scenes: Scenes) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, R, R) in [-1, 1] and visible object masks (B, N, R, R) in [0, 1]."""
+        if not isinstance(scenes, Scenes):
+            raise ValueError(f"scenes must be Scenes, got {type(scenes).__name__}")
+        R = self.resolution
+        alpha = _coverage(scenes, R) * scenes.present[:, :, None, None]  # (B, N, R, R)
+        palette = torch.tensor(list(COLOURS.values()))
+        image = torch.tensor(list(BACKGROUNDS.values()))[scenes.background][:, :, None, None].expand(-1, 3, R, R)
+        masks = torch.empty_like(alpha)
+        for n in range(alpha.shape[1]):  # "over" compositing, object n on top of objects < n
+            a = alpha[:, n : n + 1]  # (B, 1, R, R)
+            image = image * (1 - a) + palette[scenes.colour[:, n]][:, :, None, None] * a
+            masks[:, :n] *= 1 - a
+            masks[:, n] = a[:, 0]
+        return image * 2 - 1, masks
+
+    def images(self, n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+        """Convenience: ``n`` images and their captions from ``seed``."""
+        scenes = self.sample(n, seed)
+        return self.render(scenes)[0], scenes.captions()
+
+
+def _as_index(name: str, value, names: tuple, B: int) -> torch.Tensor:
+    if isinstance(value, str):
+        check_choice(name, value, names)
+        return torch.full((B,), names.index(value), dtype=torch.long)
+    if not isinstance(value, torch.Tensor) or value.shape != (B,) or value.is_floating_point():
+        raise ValueError(f"{name} must be one of {list(names)} or a ({B},) long tensor of indices")
+    if int(value.min()) < 0 or int(value.max()) >= len(names):
+        raise ValueError(f"{name} indices must lie in [0, {len(names)})")
+    return value
+
+
+def _coverage(scenes: Scenes, R: int) -> torch.Tensor:
+    """Anti-aliased coverage of every object slot, (B, N, R, R): clamp(0.5 - signed distance in px)."""
+    row, col = scenes.position // 3, scenes.position % 3
+    cx = (col + 0.5) / 3 + scenes.jitter[..., 0]  # (B, N) centre in image fractions
+    cy = (row + 0.5) / 3 + scenes.jitter[..., 1]
+    r = torch.tensor(list(SIZES.values()))[scenes.size]  # (B, N) half-extent
+    grid = (torch.arange(R, dtype=torch.float32) + 0.5) / R  # pixel centres
+    x = grid[None, None, None, :] - cx[:, :, None, None]  # (B, N, 1, R)
+    y = grid[None, None, :, None] - cy[:, :, None, None]  # (B, N, R, 1), image y points down
+    d = torch.empty(*scenes.shape.shape, R, R)
+    for k, sdf in enumerate((_sd_circle, _sd_square, _sd_triangle, _sd_diamond)):
+        sel = scenes.shape == k  # compute each distance only for the objects of that shape
+        if sel.any():
+            d[sel] = sdf(x[sel], y[sel], r[sel][:, None, None])
+    return (0.5 - d * R).clamp(0, 1)
+
+
+def _sd_circle(x, y, r):
+    return torch.sqrt(x * x + y * y) - r
+
+
+def _sd_box(x, y, h):
+    """Signed distance to an axis-aligned square of half-side h."""
+    qx, qy = x.abs() - h, y.abs() - h
+    outside = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2)
+    return outside + torch.maximum(qx, qy).clamp(max=0)
+
+
+def _sd_square(x, y, r):
+    return _sd_box(x, y, 0.9 * r)  # 0.9: a square looks as large as the circle of radius r
+
+
+def _sd_diamond(x, y, r):
+    """A square turned by 45 degrees with vertices at distance r: a box in rotated coordinates."""
+    s = 1 / math.sqrt(2)
+    return _sd_box((x + y) * s, (x - y) * s, r * s)
+
+
+def _sd_triangle(x, y, r):
+    """Equilateral triangle, apex up, side 2r, centred on its bounding box (Quilez's exact SDF)."""
+    k = math.sqrt(3.0)
+    px = x.abs() - r
+    py = -(y - (k / 2 - 1 / k) * r) + r / k  # flip y (apex up), move the centroid to the box centre
+    fold = px + k * py > 0
+    px, py = torch.where(fold, (px - k * py) / 2, px), torch.where(fold, (-k * px - py) / 2, py)
+    px = px - torch.maximum(px.clamp(max=0), -2 * r)
+    return -torch.sqrt(px * px + py * py) * torch.sign(py)

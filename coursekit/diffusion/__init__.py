@@ -1,0 +1,35 @@
+"""The diffusion core: schedules, the forward process, DDPM / DDIM steps, sampling loops, guidance."""
+
+from .ddim import DDIMInverter, DDIMSampler, ddim_inverse_step, ddim_step
+from .ddpm import DDPMSampler, ddpm_step
+from .forward import (
+    PREDICTION_TYPES,
+    eps_from_x0,
+    q_sample,
+    v_from_x0_eps,
+    x0_eps_from_output,
+    x0_from_eps,
+)
+from .guidance import ClassifierFreeGuidance
+from .sampling import Denoiser, invert, sample
+from .schedules import (
+    SCHEDULES,
+    NoiseSchedule,
+    cosine,
+    linear,
+    logsnr_cosine,
+    logsnr_shifted_cosine,
+    make_schedule,
+    scaled_linear,
+    shifted_cosine,
+    sigmoid,
+)
+from .spacing import SPACINGS, timesteps
+
+__all__ = [
+    "ClassifierFreeGuidance", "DDIMInverter", "DDIMSampler", "DDPMSampler", "Denoiser", "NoiseSchedule",
+    "PREDICTION_TYPES", "SCHEDULES", "SPACINGS", "cosine", "ddim_inverse_step", "ddim_step", "ddpm_step",
+    "eps_from_x0", "invert", "linear", "logsnr_cosine", "logsnr_shifted_cosine", "make_schedule", "q_sample",
+    "sample", "scaled_linear", "shifted_cosine", "sigmoid", "timesteps", "v_from_x0_eps", "x0_eps_from_output",
+    "x0_from_eps",
+]

@@ -1,0 +1,171 @@
+"""DDIM: the non-Markovian sampler with a noise knob eta, and its deterministic inverse.
+
+Song, Meng & Ermon, "Denoising Diffusion Implicit Models", ICLR 2021. With eta = 0 the update is
+an Euler step of an ODE (sec. 4.3), so it can be run backwards to encode an image into noise
+("DDIM inversion", sec. 5.4 and Table 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import check_choice, check_float
+from ._stepping import check_sampler_fields, check_step_args, step_noise
+from .forward import x0_eps_from_output
+from .schedules import NoiseSchedule
+from .spacing import timesteps
+
+PREVIOUS = ("stride", "next")
+
+
+def _abar_or(schedule: NoiseSchedule, t: int, set_alpha_to_one: bool) -> torch.Tensor:
+    """abar_t, or for t < 0 (beyond the last level) 1.0 or abar_0 (diffusers' ``set_alpha_to_one``)."""
+    if t >= 0:
+        return schedule.alphas_cumprod[t]
+    return torch.tensor(1.0) if set_alpha_to_one else schedule.alphas_cumprod[0]
+
+
+def ddim_step(
+    model_output: torch.Tensor,
+    t: int,
+    x_t: torch.Tensor,
+    schedule: NoiseSchedule,
+    prev_t: int,
+    *,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+    prediction_type: str = "epsilon",
+    clip_sample: float | None = None,
+    set_alpha_to_one: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step t -> prev_t (prev_t < 0 means "to clean data"). Returns (x_prev, x0_hat).
+
+    Song et al. 2021, eq. 12:
+        x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev - sigma_t^2) eps_hat + sigma_t z
+    with eq. 16: sigma_t = eta * sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).
+    eta = 0 is deterministic DDIM; eta = 1 gives DDPM's posterior variance. Noise is drawn only
+    when eta > 0 (``noise`` if given, else from ``generator``), as diffusers does. For prev_t < 0,
+    abar_prev is 1.0, or abar_0 when ``set_alpha_to_one`` is False. ``clip_sample`` clamps x0_hat.
+    """
+    t, prev_t = check_step_args(model_output, t, x_t, schedule, prev_t, prediction_type, clip_sample)
+    eta = check_float("eta", eta, 0.0)
+    abar_t = schedule.alphas_cumprod[t]
+    abar_prev = _abar_or(schedule, prev_t, set_alpha_to_one)
+
+    x0, eps = x0_eps_from_output(model_output, x_t, abar_t, prediction_type)
+    if clip_sample is not None:
+        x0 = x0.clamp(-clip_sample, clip_sample)
+
+    variance = ((1 - abar_prev) / (1 - abar_t)) * (1 - abar_t / abar_prev)  # eq. 16 without eta
+    std = eta * variance**0.5
+    x_prev = abar_prev**0.5 * x0 + (1 - abar_prev - std**2) ** 0.5 * eps  # eq. 12
+    if eta > 0:
+        x_prev = x_prev + std * step_noise(noise, model_output, generator)
+    return x_prev, x0
+
+
+def ddim_inverse_step(
+    model_output: torch.Tensor,
+    t: int,
+    x_s: torch.Tensor,
+    schedule: NoiseSchedule,
+    source_t: int,
+    *,
+    prediction_type: str = "epsilon",
+    clip_sample: float | None = None,
+    set_alpha_to_one: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One deterministic DDIM step *up* from level source_t to level t > source_t. Returns (x_t, x0_hat).
+
+    Eq. 12 with eta = 0 solved the other way: x_t = sqrt(abar_t) x0_hat + sqrt(1 - abar_t) eps_hat,
+    where x0_hat, eps_hat come from x_s at level source_t. The network cannot be evaluated at x_t,
+    which is unknown, so ``model_output`` is its prediction at x_s given timestep t (the Euler
+    approximation of sec. 4.3; diffusers' ``DDIMInverseScheduler`` and DiffEdit do the same).
+    source_t < 0 means x_s is clean data (abar = 1.0, or abar_0 without ``set_alpha_to_one``).
+    """
+    t, source_t = check_step_args(
+        model_output, t, x_s, schedule, source_t, prediction_type, clip_sample, other_name="source_t"
+    )
+    abar_s = _abar_or(schedule, source_t, set_alpha_to_one)
+    abar_t = schedule.alphas_cumprod[t]
+    x0, eps = x0_eps_from_output(model_output, x_s, abar_s, prediction_type)
+    if clip_sample is not None:
+        x0 = x0.clamp(-clip_sample, clip_sample)
+    return abar_t**0.5 * x0 + (1 - abar_t) ** 0.5 * eps, x0
+
+
+def _previous(ts: list[int], T: int, previous: str) -> list[int]:
+    """The level each step goes to: t - T // N ("stride", diffusers) or the next listed timestep ("next")."""
+    if previous == "stride":
+        return [t - T // len(ts) for t in ts]
+    return ts[1:] + [-1]
+
+
+@dataclass(frozen=True)
+class DDIMSampler:
+    """DDIM sampling over ``num_steps`` steps with noise level ``eta``.
+
+    ``previous="stride"`` takes every step from t to t - T // num_steps whatever the spacing, which
+    is what diffusers' ``DDIMScheduler`` does (with trailing or linspace spacing, or when num_steps
+    does not divide T, the step then lands between listed timesteps). ``previous="next"`` steps to
+    the next listed timestep, as the paper's sub-sequence tau (sec. 4.2) intends. The two agree for
+    leading spacing when num_steps divides T.
+    """
+
+    num_steps: int = 50
+    eta: float = 0.0
+    spacing: str = "leading"
+    offset: int = 0
+    previous: str = "stride"
+    prediction_type: str = "epsilon"
+    clip_sample: float | None = None
+    set_alpha_to_one: bool = True
+
+    def __post_init__(self):
+        check_sampler_fields(self)
+        check_float("eta", self.eta, 0.0)
+        check_choice("previous", self.previous, PREVIOUS)
+
+    def plan(self, T: int) -> list[tuple[int, int]]:
+        """(t, prev_t) for every step: the denoiser is called at t."""
+        ts = timesteps(self.num_steps, T, self.spacing, self.offset).tolist()
+        return list(zip(ts, _previous(ts, T, self.previous)))
+
+    def step(self, model_output, t, prev_t, x, schedule, generator=None):
+        return ddim_step(
+            model_output, t, x, schedule, prev_t, eta=self.eta, generator=generator,
+            prediction_type=self.prediction_type, clip_sample=self.clip_sample,
+            set_alpha_to_one=self.set_alpha_to_one,
+        )
+
+
+@dataclass(frozen=True)
+class DDIMInverter:
+    """DDIM inversion: the eta = 0 chain run from data up to noise, visiting the timesteps of a
+    ``DDIMSampler`` with the same settings in ascending order (diffusers' ``DDIMInverseScheduler``)."""
+
+    num_steps: int = 50
+    spacing: str = "leading"
+    offset: int = 0
+    previous: str = "stride"
+    prediction_type: str = "epsilon"
+    clip_sample: float | None = None
+    set_alpha_to_one: bool = True
+
+    def __post_init__(self):
+        check_sampler_fields(self)
+        check_choice("previous", self.previous, PREVIOUS)
+
+    def plan(self, T: int) -> list[tuple[int, int]]:
+        """(t, source_t) for every step, ascending: the denoiser is called at the current x with t."""
+        ts = timesteps(self.num_steps, T, self.spacing, self.offset).tolist()
+        return list(zip(ts, _previous(ts, T, self.previous)))[::-1]
+
+    def step(self, model_output, t, source_t, x, schedule, generator=None):
+        return ddim_inverse_step(
+            model_output, t, x, schedule, source_t, prediction_type=self.prediction_type,
+            clip_sample=self.clip_sample, set_alpha_to_one=self.set_alpha_to_one,
+        )

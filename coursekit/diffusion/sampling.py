@@ -1,0 +1,85 @@
+"""The sampling loop shared by every sampler, and DDIM inversion with the same loop run upwards.
+
+A denoiser is any callable ``eps = denoiser(x_t, t, cond)`` with x_t (B, ...) float, t (B,) long
+in [0, T) and a model-specific ``cond`` (or None); see DESIGN.md, "The one protocol". A sampler
+(``DDPMSampler``, ``DDIMSampler``, ``DDIMInverter``) says which levels to visit (``plan``) and how
+to take one step (``step``); this loop calls the denoiser between the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from .._checks import check_generator, check_tensor
+from .ddim import DDIMInverter, DDIMSampler
+from .schedules import NoiseSchedule
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+# callback(i, t, x, x0_hat): called after step i (taken at timestep t) with the new x and x0_hat.
+Callback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
+
+
+class Sampler(Protocol):
+    def plan(self, T: int) -> list[tuple[int, int]]: ...
+
+    def step(self, model_output, t, other_t, x, schedule, generator=None) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def sample(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor,
+    sampler: Sampler | None = None,
+    *,
+    cond: Any = None,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Denoise ``x_T`` (B, ...) to a sample x_0 with ``sampler`` (default: 50-step DDIM, eta 0).
+
+    ``generator`` drives the noise of stochastic samplers; with the same x_T and seed the result is
+    the same. ``callback(i, t, x, x0_hat)`` sees every step, e.g. to record the trajectory.
+    """
+    return _run(denoiser, schedule, x_T, sampler or DDIMSampler(), cond, generator, callback, progress, "sample")
+
+
+def invert(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    x_0: torch.Tensor,
+    inverter: DDIMInverter | None = None,
+    *,
+    cond: Any = None,
+    callback: Callback | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Encode ``x_0`` into the noise x_T that a ``DDIMSampler`` with the same settings maps back to it.
+
+    DDIM inversion (Song et al., ICLR 2021, sec. 5.4): the eta = 0 ODE integrated from data to
+    noise. The round trip x_0 -> x_T -> x_0 is exact only as the number of steps grows.
+    """
+    return _run(denoiser, schedule, x_0, inverter or DDIMInverter(), cond, None, callback, progress, "invert")
+
+
+@torch.no_grad()
+def _run(denoiser, schedule, x, sampler, cond, generator, callback, progress, desc) -> torch.Tensor:
+    if not callable(denoiser):
+        raise ValueError(f"denoiser must be callable as denoiser(x_t, t, cond), got {type(denoiser).__name__}")
+    if not isinstance(schedule, NoiseSchedule):
+        raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    check_tensor("x", x, ndim=range(2, 8))
+    check_generator("generator", generator)
+    for i, (t, other_t) in enumerate(tqdm(sampler.plan(schedule.T), desc=desc, disable=not progress)):
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        out = denoiser(x, t_batch, cond)
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"denoiser must return a tensor of x's shape {tuple(x.shape)}, got {got}")
+        x, x0 = sampler.step(out, t, other_t, x, schedule, generator)
+        if callback is not None:
+            callback(i, t, x, x0)
+    return x

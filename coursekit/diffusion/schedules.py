@@ -1,0 +1,145 @@
+"""Discrete noise schedules: beta_t for t = 0..T-1 and alpha-bar_t = prod_{s<=t} (1 - beta_s).
+
+The forward process is q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) (Ho et al., NeurIPS 2020,
+eq. 4). Schedules are built in float32 torch exactly as diffusers builds them, so that the samplers
+can match diffusers' schedulers bit for bit (a float64 schedule drifts by ~1e-6 over 50 DDIM steps).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._checks import check_choice, check_float, check_int, check_tensor
+
+
+class NoiseSchedule:
+    """A variance-preserving schedule: ``betas`` (T,) float32 and ``alphas_cumprod`` (T,) float32.
+
+    ``alphas_cumprod`` is ``torch.cumprod(1 - betas)`` in float32, as in diffusers. Index both with
+    integer timesteps in ``[0, T)``; t = 0 is the least noisy level.
+    """
+
+    def __init__(self, betas: torch.Tensor, name: str = "custom"):
+        check_tensor("betas", betas, ndim=1)
+        if betas.dtype != torch.float32:
+            raise ValueError(f"betas must be float32 (the dtype diffusers uses), got {betas.dtype}")
+        if betas.shape[0] < 2:
+            raise ValueError(f"betas must hold at least 2 timesteps, got {betas.shape[0]}")
+        if bool((betas <= 0).any()) or bool((betas > 1).any()):
+            raise ValueError("betas must lie in (0, 1]")
+        self.name = name
+        self.betas = betas.detach().cpu()
+        self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
+
+    @property
+    def T(self) -> int:
+        """The number of training timesteps."""
+        return self.betas.shape[0]
+
+    def snr(self) -> torch.Tensor:
+        """Signal-to-noise ratio abar_t / (1 - abar_t), shape (T,)."""
+        return self.alphas_cumprod / (1 - self.alphas_cumprod)
+
+    def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """alpha-bar at timesteps ``t`` (B,), shaped (B, 1, ..., 1) to broadcast against ``like``."""
+        a = self.alphas_cumprod.to(device=like.device, dtype=like.dtype)[t.to(like.device)]
+        return a.reshape(-1, *([1] * (like.ndim - 1)))
+
+    def __repr__(self) -> str:
+        return f"NoiseSchedule({self.name}, T={self.T})"
+
+
+def linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
+    """Betas linear in t (Ho et al. 2020, sec. 4: 1e-4 to 0.02 over T = 1000)."""
+    _check_range(T, beta_start, beta_end)
+    return NoiseSchedule(torch.linspace(beta_start, beta_end, T, dtype=torch.float32), "linear")
+
+
+def scaled_linear(T: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> NoiseSchedule:
+    """sqrt(beta) linear in t, the Stable Diffusion schedule (Rombach et al., CVPR 2022)."""
+    _check_range(T, beta_start, beta_end)
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=torch.float32) ** 2
+    return NoiseSchedule(betas, "scaled_linear")
+
+
+def sigmoid(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
+    """Betas on a sigmoid over [-6, 6] between beta_start and beta_end (diffusers' DDPM "sigmoid")."""
+    _check_range(T, beta_start, beta_end)
+    betas = torch.sigmoid(torch.linspace(-6, 6, T)) * (beta_end - beta_start) + beta_start
+    return NoiseSchedule(betas, "sigmoid")
+
+
+def cosine(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
+    """The cosine schedule abar(u) = cos^2((u + s) / (1 + s) * pi / 2), u = t / T.
+
+    Nichol & Dhariwal, "Improved DDPM", ICML 2021, eq. 17; betas clipped at ``max_beta`` (their
+    0.999). Computed in Python floats and cast to float32, like diffusers' "squaredcos_cap_v2".
+    """
+    check_int("T", T, 2)
+    check_float("s", s, 0.0)
+    check_float("max_beta", max_beta, 0.0, 1.0)
+
+    def abar(u: float) -> float:
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+    betas = [min(1 - abar((i + 1) / T) / abar(i / T), max_beta) for i in range(T)]
+    return NoiseSchedule(torch.tensor(betas, dtype=torch.float32), "cosine")
+
+
+def logsnr_cosine(u: torch.Tensor, logsnr_min: float = -15.0, logsnr_max: float = 15.0) -> torch.Tensor:
+    """log SNR of the cosine schedule, -2 log tan(pi u / 2), with u in [0, 1] rescaled so the
+    log SNR spans [logsnr_min, logsnr_max] (Hoogeboom, Heek & Salimans, "simple diffusion",
+    ICML 2023, sec. 3.1)."""
+    t_min = math.atan(math.exp(-0.5 * logsnr_max))
+    t_max = math.atan(math.exp(-0.5 * logsnr_min))
+    return -2 * torch.log(torch.tan(t_min + u * (t_max - t_min)))
+
+
+def logsnr_shifted_cosine(u: torch.Tensor, resolution: int, base_resolution: int = 64, **kw) -> torch.Tensor:
+    """The resolution-shifted cosine log SNR: logSNR_cos(u) + 2 log(base / resolution).
+
+    "simple diffusion", sec. 3.1: at resolution d the SNR of the base-resolution schedule is divided
+    by (d / base)^2, so that a d x d image averaged to base x base sees the base schedule's SNR.
+    """
+    check_int("resolution", resolution, 1)
+    check_int("base_resolution", base_resolution, 1)
+    return logsnr_cosine(u, **kw) + 2 * math.log(base_resolution / resolution)
+
+
+def shifted_cosine(T: int = 1000, resolution: int = 64, base_resolution: int = 64) -> NoiseSchedule:
+    """Discretise the shifted cosine schedule: abar_t = sigmoid(logSNR((t + 1) / T)), t = 0..T-1.
+
+    With ``resolution == base_resolution`` it is the plain cosine schedule in log-SNR form; a larger
+    resolution shifts every level towards more noise ("simple diffusion", Hoogeboom et al. 2023).
+    """
+    check_int("T", T, 2)
+    u = torch.arange(1, T + 1, dtype=torch.float64) / T
+    abar = torch.sigmoid(logsnr_shifted_cosine(u, resolution, base_resolution))
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    betas = (1 - abar / prev).to(torch.float32)
+    return NoiseSchedule(betas, f"shifted_cosine({resolution}/{base_resolution})")
+
+
+SCHEDULES = {
+    "linear": linear,
+    "scaled_linear": scaled_linear,
+    "sigmoid": sigmoid,
+    "cosine": cosine,
+    "shifted_cosine": shifted_cosine,
+}
+
+
+def make_schedule(name: str, T: int = 1000, **kwargs) -> NoiseSchedule:
+    """Build a schedule by name: one of ``SCHEDULES``."""
+    check_choice("name", name, SCHEDULES)
+    return SCHEDULES[name](T, **kwargs)
+
+
+def _check_range(T: int, beta_start: float, beta_end: float) -> None:
+    check_int("T", T, 2)
+    check_float("beta_start", beta_start, 0.0, 1.0)
+    check_float("beta_end", beta_end, beta_start, 1.0)
+    if beta_start == 0:
+        raise ValueError("beta_start must be > 0")
