@@ -95,15 +95,21 @@ class GaussianMixture:
         """E[x], float64 (D,)."""
         return self.weights @ self.means
 
+    def component_covariances(self) -> torch.Tensor:
+        """Sigma_k, float64 (K, D, D)."""
+        if self.eigvecs is None:
+            return torch.diag_embed(self.eigvals)
+        return self.eigvecs @ torch.diag_embed(self.eigvals) @ self.eigvecs.transpose(1, 2)
+
     def covariance(self) -> torch.Tensor:
         """Cov[x] = sum_k pi_k (Sigma_k + mu_k mu_k^T) - m m^T, float64 (D, D)."""
-        if self.eigvecs is None:
-            sigmas = torch.diag_embed(self.eigvals)
-        else:
-            sigmas = self.eigvecs @ torch.diag_embed(self.eigvals) @ self.eigvecs.transpose(1, 2)
-        second = sigmas + self.means[:, :, None] * self.means[:, None, :]
+        second = self.component_covariances() + self.means[:, :, None] * self.means[:, None, :]
         m = self.mean()
         return torch.einsum("k,kde->de", self.weights, second) - m[:, None] * m[None, :]
+
+    def posterior(self, x_t: torch.Tensor, abar: torch.Tensor | None = None) -> torch.Tensor:
+        """p(component k | x_t) at noise level ``abar`` (B,) (clean data when None), (B, K) float64."""
+        return torch.softmax(self._noised(x_t, abar)[2], dim=1)
 
     def eps(self, x_t: torch.Tensor, abar: torch.Tensor, component: torch.Tensor | None = None) -> torch.Tensor:
         """The exact E[eps | x_t] at noise level ``abar`` (B,), for x_t (B, D); float64.
@@ -112,26 +118,34 @@ class GaussianMixture:
         with w_k the posterior responsibility of component k, or, given ``component`` (B,) long,
         the one-hot choice of that component (the class-conditional denoiser).
         """
+        pz, a, logp = self._noised(x_t, abar)
+        if component is None:
+            w = torch.softmax(logp, dim=1)
+        else:
+            check_tensor("component", component, shape=(x_t.shape[0],), floating=False)
+            if int(component.min()) < 0 or int(component.max()) >= self.K:
+                raise ValueError(f"component must lie in [0, {self.K}), got values outside")
+            w = torch.nn.functional.one_hot(component.to(pz.device), self.K).double()
+        U = None if self.eigvecs is None else self.eigvecs.to(pz.device)
+        pdiff = pz if U is None else torch.einsum("kde,bke->bkd", U, pz)  # back to the data basis
+        return (1 - a[:, :, 0]).sqrt() * torch.einsum("bk,bkd->bd", w, pdiff)
+
+    def _noised(self, x_t: torch.Tensor, abar: torch.Tensor | None):
+        """For each component of the noised mixture: precision times (x_t - mean) in its eigenbasis
+        (B, K, D), abar (B, 1, 1), and log pi_k + log N(x_t; component k) up to a constant (B, K)."""
         check_tensor("x_t", x_t, shape=(None, self.D))
         B = x_t.shape[0]
-        check_tensor("abar", abar, shape=(B,))
         x = x_t.double()
+        if abar is None:
+            abar = torch.ones(B, dtype=torch.float64)
+        check_tensor("abar", abar, shape=(B,))
         a = abar.double().to(x.device)[:, None, None]  # (B, 1, 1)
         var = a * self.eigvals.to(x.device) + (1 - a)  # (B, K, D) eigenvalues of the noised covariance
         diff = x[:, None, :] - a.sqrt() * self.means.to(x.device)  # (B, K, D)
-        U = None if self.eigvecs is None else self.eigvecs.to(x.device)
-        z = diff if U is None else torch.einsum("bkd,kde->bke", diff, U)  # U_k^T diff, (B, K, D)
-        pz = z / var  # precision times z, in the eigenbasis
-        if component is None:
-            logp = self.weights.to(x.device).log() - 0.5 * (z * pz).sum(-1) - 0.5 * var.log().sum(-1)  # (B, K)
-            w = torch.softmax(logp, dim=1)
-        else:
-            check_tensor("component", component, shape=(B,), floating=False)
-            if int(component.min()) < 0 or int(component.max()) >= self.K:
-                raise ValueError(f"component must lie in [0, {self.K}), got values outside")
-            w = torch.nn.functional.one_hot(component.to(x.device), self.K).double()
-        pdiff = pz if U is None else torch.einsum("kde,bke->bkd", U, pz)  # back to the data basis
-        return (1 - a[:, :, 0]).sqrt() * torch.einsum("bk,bkd->bd", w, pdiff)
+        z = diff if self.eigvecs is None else torch.einsum("bkd,kde->bke", diff, self.eigvecs.to(x.device))
+        pz = z / var
+        logp = self.weights.to(x.device).log() - 0.5 * (z * pz).sum(-1) - 0.5 * var.log().sum(-1)  # (B, K)
+        return pz, a, logp
 
     def __repr__(self) -> str:
         kind = "diagonal" if self.eigvecs is None else "full"

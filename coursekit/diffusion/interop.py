@@ -1,0 +1,71 @@
+"""Read a diffusers scheduler's configuration as a coursekit schedule and sampler.
+
+So that a student can take a diffusers pipeline (e.g. Stable Diffusion's DDIM configuration) and
+run coursekit's samplers and editing methods with exactly the same numbers. Options coursekit does
+not implement (dynamic thresholding, zero-terminal-SNR rescaling, learned variances) are refused
+rather than ignored.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .ddim import DDIMInverter, DDIMSampler
+from .ddpm import DDPMSampler
+from .schedules import NoiseSchedule, cosine, linear, scaled_linear, sigmoid
+
+_BETAS = {"linear": linear, "scaled_linear": scaled_linear, "squaredcos_cap_v2": cosine, "sigmoid": sigmoid}
+_SAMPLERS = {"DDIMScheduler": DDIMSampler, "DDPMScheduler": DDPMSampler, "DDIMInverseScheduler": DDIMInverter}
+
+
+def schedule_from_diffusers(config) -> NoiseSchedule:
+    """The ``NoiseSchedule`` of a diffusers scheduler config (``scheduler.config``)."""
+    T = config["num_train_timesteps"]
+    if config.get("rescale_betas_zero_snr"):
+        raise ValueError("config.rescale_betas_zero_snr=True is not supported by coursekit schedules")
+    if config.get("trained_betas") is not None:
+        betas = torch.tensor(config["trained_betas"], dtype=torch.float32)
+        if betas.ndim != 1 or betas.shape[0] != T:
+            raise ValueError(f"config.trained_betas must hold num_train_timesteps = {T} values, got {tuple(betas.shape)}")
+        return NoiseSchedule(betas, "trained")
+    name = config["beta_schedule"]
+    if name not in _BETAS:
+        raise ValueError(f"config.beta_schedule must be one of {list(_BETAS)}, got {name!r}")
+    if name == "squaredcos_cap_v2":
+        return cosine(T)
+    return _BETAS[name](T, config["beta_start"], config["beta_end"])
+
+
+def from_diffusers(scheduler, num_inference_steps: int | None = None, eta: float = 0.0):
+    """(schedule, sampler) equivalent to a diffusers ``DDIMScheduler``, ``DDPMScheduler`` or
+    ``DDIMInverseScheduler``. ``num_inference_steps`` defaults to the one set on the scheduler;
+    ``eta`` is what a diffusers pipeline passes to ``DDIMScheduler.step`` (DDIM only)."""
+    kind = type(scheduler).__name__
+    if kind not in _SAMPLERS:
+        raise ValueError(f"scheduler must be one of {list(_SAMPLERS)}, got {kind}")
+    config = scheduler.config
+    steps = num_inference_steps or scheduler.num_inference_steps
+    if steps is None:
+        raise ValueError("num_inference_steps must be given, or set on the scheduler with set_timesteps")
+    if config.get("thresholding"):
+        raise ValueError("config.thresholding=True (dynamic thresholding) is not supported")
+    spacing = config.get("timestep_spacing", "leading")
+    kwargs = dict(
+        num_steps=steps,
+        spacing=spacing,
+        # diffusers applies steps_offset to leading spacing only
+        offset=config.get("steps_offset", 0) if spacing == "leading" else 0,
+        prediction_type=config["prediction_type"],
+        clip_sample=config["clip_sample_range"] if config["clip_sample"] else None,
+    )
+    if kind == "DDPMScheduler":
+        if config["variance_type"] not in ("fixed_small", "fixed_large"):
+            raise ValueError(f"config.variance_type must be fixed_small or fixed_large, got {config['variance_type']!r}")
+        kwargs["variance_type"] = config["variance_type"]
+    else:
+        kwargs["set_alpha_to_one"] = config["set_alpha_to_one"]
+    if kind == "DDIMScheduler":
+        kwargs["eta"] = eta
+    elif eta != 0:
+        raise ValueError(f"eta applies to DDIMScheduler only, got eta={eta} for {kind}")
+    return schedule_from_diffusers(config), _SAMPLERS[kind](**kwargs)
