@@ -1,0 +1,41 @@
+"""2-D toy distributions: seeded, and each has the geometry its name promises."""
+
+import pytest
+import torch
+
+from coursekit.data import toy2d
+
+
+@pytest.mark.parametrize("name", toy2d.TOYS)
+def test_seeded_float32_points(name):
+    a, b = toy2d.sample(name, 500, seed=0), toy2d.sample(name, 500, seed=0)
+    assert a.shape == (500, 2) and a.dtype == torch.float32 and torch.equal(a, b)
+    assert not torch.equal(a, toy2d.sample(name, 500, seed=1))
+    assert 0.5 < a.std(0).min() and a.std(0).max() < 2.0  # roughly unit spread (measured 0.80-1.44)
+
+
+def test_each_toy_has_its_geometry():
+    r = toy2d.sample("circles", 4000, seed=0).norm(dim=1)
+    assert ((r - 1.5).abs() < 0.2).float().mean() > 0.45 and ((r - 0.75).abs() < 0.2).float().mean() > 0.45
+    p = toy2d.sample("checkerboard", 4000, seed=0)
+    cells = ((p + 2) // 1).long()
+    assert ((cells[:, 0] + cells[:, 1]) % 2 == 0).all() and p.abs().max() <= 2
+    ring = toy2d.gaussian_ring()
+    x = toy2d.sample("gaussians", 4000, seed=0)
+    assert ((x.norm(dim=1) - 2).abs() < 0.8).all()
+    assert torch.bincount(ring.posterior(x).argmax(1), minlength=8).min() > 400
+    roll = toy2d.sample("swiss_roll", 4000, seed=0).norm(dim=1)
+    assert roll.min() > 1.5 * 3.14159 / 7 - 0.25 and roll.max() < 4.5 * 3.14159 / 7 + 0.25
+    moons = toy2d.sample("moons", 4000, seed=0)
+    assert (moons[:, 0].min() < -2) and (moons[:, 0].max() > 2)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: toy2d.sample("spiral", 10, seed=0), "name"),
+    (lambda: toy2d.sample("moons", 0, seed=0), "n"),
+    (lambda: toy2d.sample("moons", 10), "give exactly one"),
+    (lambda: toy2d.gaussian_ring(std=0), "std"),
+])
+def test_bad_input(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}"):
+        call()
