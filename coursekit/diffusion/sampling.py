@@ -13,8 +13,9 @@ from typing import Any, Callable, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import check_generator, check_tensor
+from .._checks import check_generator, check_tensor, check_timesteps
 from .ddim import DDIMInverter, DDIMSampler
+from .forward import x0_from_eps
 from .schedules import NoiseSchedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
@@ -83,3 +84,12 @@ def _run(denoiser, schedule, x, sampler, cond, generator, callback, progress, de
         if callback is not None:
             callback(i, t, x, x0)
     return x
+
+
+@torch.no_grad()
+def predict_x0(denoiser: Denoiser, schedule: NoiseSchedule, x_t: torch.Tensor, t, cond: Any = None) -> torch.Tensor:
+    """The denoiser's one-shot estimate of the clean data, x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+    (Ho et al. 2020, eq. 15): what a sampler "aims at" from level t."""
+    check_tensor("x_t", x_t, ndim=range(2, 8))
+    t = check_timesteps("t", t, schedule.T, batch=x_t.shape[0]).expand(x_t.shape[0]).to(x_t.device)
+    return x0_from_eps(x_t, denoiser(x_t, t, cond), schedule.abar(t, x_t))

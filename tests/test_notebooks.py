@@ -1,0 +1,74 @@
+"""Notebook tooling: solutions -> lessons generation, hygiene of committed notebooks, and lessons that
+fail only at their exercise stubs. (The solutions themselves run under ``pytest --nbval-lax``.)"""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from coursekit.notebooks import BEGIN, COLAB_CELL, END, generate, make_lesson, strip_solutions
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
+
+
+def test_there_is_a_lesson_for_every_solution():
+    assert SOLUTIONS and [p.name for p in SOLUTIONS] == [p.name for p in LESSONS]
+
+
+def test_committed_lessons_equal_a_fresh_generation():
+    assert generate(ROOT / "solutions", ROOT / "lessons", check=True) == []
+
+
+@pytest.mark.parametrize("path", SOLUTIONS + LESSONS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_committed_notebooks_hold_no_outputs_and_start_with_the_colab_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "strip outputs before committing"
+    assert nb.cells[0].source == COLAB_CELL
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_every_lesson_has_at_least_two_exercises(path):
+    lesson = make_lesson(nbformat.read(path, as_version=4))
+    exercises = [c for c in lesson.cells if "exercise" in c.metadata.get("tags", [])]
+    assert len(exercises) >= 2
+    assert all(BEGIN not in c.source and "NotImplementedError" in c.source for c in exercises)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_generated_lesson_fails_only_with_not_implemented_in_exercise_cells(path):
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    failing = set()
+    for index, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                assert out.ename == "NotImplementedError", f"cell {index}: {out.ename}: {out.evalue}"
+                assert "exercise" in cell.metadata.get("tags", []), f"cell {index} is not an exercise cell"
+                failing.add(index)
+    exercises = {i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])}
+    assert failing == exercises  # every stub is reached by its check
+
+
+def test_strip_solutions_keeps_indentation_and_code_around_the_region():
+    src = f"def f(x):\n    {BEGIN}\n    return x + 1\n    {END}\n\nassert f(1) == 2"
+    assert strip_solutions(src) == (
+        "def f(x):\n    # YOUR CODE HERE\n"
+        '    raise NotImplementedError("Exercise: write your solution here")\n\nassert f(1) == 2'
+    )
+
+
+@pytest.mark.parametrize("src, problem", [
+    (f"{BEGIN}\nx = 1", "without"),
+    (f"{END}\nx = 1", "without"),
+    (f"{BEGIN}\n{BEGIN}\n{END}", "nested"),
+])
+def test_strip_solutions_rejects_broken_regions(src, problem):
+    with pytest.raises(ValueError, match=problem):
+        strip_solutions(src)
