@@ -101,3 +101,11 @@ def check_generator(name: str, generator) -> None:
     """``generator`` must be ``None`` or a ``torch.Generator``."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def generator_from(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """The generator to draw from: a new CPU one seeded with ``seed``, or ``generator`` (exactly one)."""
+    check_generator("generator", generator)
+    if (seed is None) == (generator is None):
+        raise ValueError("give exactly one of seed and generator")
+    return generator if seed is None else torch.Generator().manual_seed(check_int("seed", seed, 0))

@@ -1,6 +1,5 @@
 """Schedules, parameterisations, the sampling loop's contract, and bad input."""
 
-import math
 
 import pytest
 import torch

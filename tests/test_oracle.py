@@ -4,7 +4,6 @@ Thresholds come from measurements on this code (CPU, float32 x, float64 denoiser
 each assertion.
 """
 
-import math
 
 import pytest
 import torch

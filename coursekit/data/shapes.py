@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from .._checks import check_choice, check_generator, check_int
+from .._checks import check_choice, check_int, generator_from
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = {  # sRGB in [0, 1]: saturated, far apart, all distinct from every background
@@ -177,12 +177,7 @@ class ShapesWorld:
     def sample(self, n: int, seed: int | None = None, generator: torch.Generator | None = None) -> Scenes:
         """``n`` random scenes; the same ``seed`` (or generator state) gives the same scenes."""
         check_int("n", n, 1)
-        check_generator("generator", generator)
-        if (seed is None) == (generator is None):
-            raise ValueError("give exactly one of seed and generator")
-        if seed is not None:
-            generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
-        g, N = generator, self.max_objects
+        g, N = generator_from(seed, generator), self.max_objects
         count = torch.randint(self.min_objects, N + 1, (n,), generator=g)
         # distinct cells: the first N of a random permutation of the 9 cells
         position = torch.rand(n, len(POSITIONS), generator=g).argsort(dim=1)[:, :N]

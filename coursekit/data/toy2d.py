@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .._checks import check_choice, check_float, check_generator, check_int
+from .._checks import check_choice, check_float, check_int, generator_from
 from .mixture import GaussianMixture
 
 
@@ -75,9 +75,4 @@ def sample(name: str, n: int, seed: int | None = None, generator: torch.Generato
     """``n`` points (n, 2) float32 of the toy ``name`` (one of ``TOYS``), from ``seed`` or ``generator``."""
     check_choice("name", name, TOYS)
     check_int("n", n, 1)
-    check_generator("generator", generator)
-    if (seed is None) == (generator is None):
-        raise ValueError("give exactly one of seed and generator")
-    if seed is not None:
-        generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
-    return TOYS[name](n, generator).float()
+    return TOYS[name](n, generator_from(seed, generator)).float()

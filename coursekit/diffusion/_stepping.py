@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .._checks import check_choice, check_float, check_int, check_same_shape, check_tensor
 from .forward import PREDICTION_TYPES, randn
-from .spacing import SPACINGS
+from .spacing import SPACINGS, timesteps
 
 
 def check_step_args(model_output, t, x_t, schedule, other_t, prediction_type, clip_sample, other_name="prev_t"):
@@ -33,11 +35,27 @@ def step_noise(noise: torch.Tensor | None, model_output: torch.Tensor, generator
     return noise
 
 
-def check_sampler_fields(sampler) -> None:
-    """Checks of the fields every sampler dataclass has."""
-    check_int("num_steps", sampler.num_steps, 1)
-    check_choice("spacing", sampler.spacing, SPACINGS)
-    check_int("offset", sampler.offset, 0)
-    check_choice("prediction_type", sampler.prediction_type, PREDICTION_TYPES)
-    if sampler.clip_sample is not None:
-        check_float("clip_sample", sampler.clip_sample, 0.0)
+@dataclass(frozen=True)
+class SamplerSettings:
+    """The fields every sampler has: which timesteps it visits and how it reads the network's output.
+
+    ``clip_sample`` clamps x0_hat to [-clip_sample, clip_sample] (off when None).
+    """
+
+    num_steps: int = 50
+    spacing: str = "leading"
+    offset: int = 0
+    prediction_type: str = "epsilon"
+    clip_sample: float | None = None
+
+    def __post_init__(self):
+        check_int("num_steps", self.num_steps, 1)
+        check_choice("spacing", self.spacing, SPACINGS)
+        check_int("offset", self.offset, 0)
+        check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        if self.clip_sample is not None:
+            check_float("clip_sample", self.clip_sample, 0.0)
+
+    def timesteps(self, T: int) -> list[int]:
+        """The descending timesteps this sampler visits (see ``spacing.timesteps``)."""
+        return timesteps(self.num_steps, T, self.spacing, self.offset).tolist()

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_choice, check_float
-from ._stepping import check_sampler_fields, check_step_args, step_noise
+from ._stepping import SamplerSettings, check_step_args, step_noise
 from .forward import x0_eps_from_output
 from .schedules import NoiseSchedule
-from .spacing import timesteps
 
 PREVIOUS = ("stride", "next")
 
@@ -97,42 +96,44 @@ def ddim_inverse_step(
     return abar_t**0.5 * x0 + (1 - abar_t) ** 0.5 * eps, x0
 
 
-def _previous(ts: list[int], T: int, previous: str) -> list[int]:
-    """The level each step goes to: t - T // N ("stride", diffusers) or the next listed timestep ("next")."""
-    if previous == "stride":
-        return [t - T // len(ts) for t in ts]
-    return ts[1:] + [-1]
-
-
 @dataclass(frozen=True)
-class DDIMSampler:
-    """DDIM sampling over ``num_steps`` steps with noise level ``eta``.
+class _DDIMSettings(SamplerSettings):
+    """What DDIM sampling and inversion share: the levels visited and the step convention.
 
     ``previous="stride"`` takes every step from t to t - T // num_steps whatever the spacing, which
     is what diffusers' ``DDIMScheduler`` does (with trailing or linspace spacing, or when num_steps
     does not divide T, the step then lands between listed timesteps). ``previous="next"`` steps to
     the next listed timestep, as the paper's sub-sequence tau (sec. 4.2) intends. The two agree for
-    leading spacing when num_steps divides T.
+    leading spacing when num_steps divides T. ``set_alpha_to_one``: see ``ddim_step``.
     """
 
-    num_steps: int = 50
-    eta: float = 0.0
-    spacing: str = "leading"
-    offset: int = 0
     previous: str = "stride"
-    prediction_type: str = "epsilon"
-    clip_sample: float | None = None
     set_alpha_to_one: bool = True
 
     def __post_init__(self):
-        check_sampler_fields(self)
-        check_float("eta", self.eta, 0.0)
+        super().__post_init__()
         check_choice("previous", self.previous, PREVIOUS)
+
+    def pairs(self, T: int) -> list[tuple[int, int]]:
+        """(t, lower level of the step at t), in sampling order."""
+        ts = self.timesteps(T)
+        lower = [t - T // len(ts) for t in ts] if self.previous == "stride" else ts[1:] + [-1]
+        return list(zip(ts, lower))
+
+
+@dataclass(frozen=True)
+class DDIMSampler(_DDIMSettings):
+    """DDIM sampling over ``num_steps`` steps with noise level ``eta`` (0: deterministic)."""
+
+    eta: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_float("eta", self.eta, 0.0)
 
     def plan(self, T: int) -> list[tuple[int, int]]:
         """(t, prev_t) for every step: the denoiser is called at t."""
-        ts = timesteps(self.num_steps, T, self.spacing, self.offset).tolist()
-        return list(zip(ts, _previous(ts, T, self.previous)))
+        return self.pairs(T)
 
     def step(self, model_output, t, prev_t, x, schedule, generator=None):
         return ddim_step(
@@ -143,26 +144,13 @@ class DDIMSampler:
 
 
 @dataclass(frozen=True)
-class DDIMInverter:
+class DDIMInverter(_DDIMSettings):
     """DDIM inversion: the eta = 0 chain run from data up to noise, visiting the timesteps of a
     ``DDIMSampler`` with the same settings in ascending order (diffusers' ``DDIMInverseScheduler``)."""
 
-    num_steps: int = 50
-    spacing: str = "leading"
-    offset: int = 0
-    previous: str = "stride"
-    prediction_type: str = "epsilon"
-    clip_sample: float | None = None
-    set_alpha_to_one: bool = True
-
-    def __post_init__(self):
-        check_sampler_fields(self)
-        check_choice("previous", self.previous, PREVIOUS)
-
     def plan(self, T: int) -> list[tuple[int, int]]:
         """(t, source_t) for every step, ascending: the denoiser is called at the current x with t."""
-        ts = timesteps(self.num_steps, T, self.spacing, self.offset).tolist()
-        return list(zip(ts, _previous(ts, T, self.previous)))[::-1]
+        return self.pairs(T)[::-1]
 
     def step(self, model_output, t, source_t, x, schedule, generator=None):
         return ddim_inverse_step(

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_choice
-from ._stepping import check_sampler_fields, check_step_args, step_noise
+from ._stepping import SamplerSettings, check_step_args, step_noise
 from .forward import x0_eps_from_output
 from .schedules import NoiseSchedule
-from .spacing import timesteps
 
 VARIANCE_TYPES = ("fixed_small", "fixed_large")
 
@@ -69,7 +68,7 @@ def ddpm_step(
 
 
 @dataclass(frozen=True)
-class DDPMSampler:
+class DDPMSampler(SamplerSettings):
     """Ancestral DDPM sampling over ``num_steps`` of the T training steps.
 
     The previous level of each step is the next timestep in the list (diffusers' convention for
@@ -77,19 +76,15 @@ class DDPMSampler:
     """
 
     num_steps: int = 1000
-    spacing: str = "leading"
-    offset: int = 0
     variance_type: str = "fixed_small"
-    prediction_type: str = "epsilon"
-    clip_sample: float | None = None
 
     def __post_init__(self):
-        check_sampler_fields(self)
+        super().__post_init__()
         check_choice("variance_type", self.variance_type, VARIANCE_TYPES)
 
     def plan(self, T: int) -> list[tuple[int, int]]:
         """(t, prev_t) for every step: the denoiser is called at t."""
-        ts = timesteps(self.num_steps, T, self.spacing, self.offset).tolist()
+        ts = self.timesteps(T)
         return list(zip(ts, ts[1:] + [-1]))
 
     def step(self, model_output, t, prev_t, x, schedule, generator=None):

@@ -65,7 +65,8 @@ def scaled_linear(T: int = 1000, beta_start: float = 0.00085, beta_end: float = 
 
 
 def sigmoid(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
-    """Betas on a sigmoid over [-6, 6] between beta_start and beta_end (diffusers' DDPM "sigmoid")."""
+    """Betas on a sigmoid ramp over [-6, 6] from beta_start to beta_end: diffusers' DDPM "sigmoid"
+    schedule, a heuristic without a paper equation, kept so every diffusers schedule has a twin."""
     _check_range(T, beta_start, beta_end)
     betas = torch.sigmoid(torch.linspace(-6, 6, T)) * (beta_end - beta_start) + beta_start
     return NoiseSchedule(betas, "sigmoid")
