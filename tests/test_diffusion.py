@@ -91,6 +91,7 @@ def test_ddpm_plan_and_ddim_previous_conventions():
     (lambda: d.timesteps(1001, 1000), "num_steps"),
     (lambda: d.timesteps(10, 1000, "trailing", offset=1), "offset"),
     (lambda: d.DDIMSampler(10, spacing="uniform"), "spacing"),
+    (lambda: d.DDIMInverter(10, spacing="trailing", offset=1), "offset"),
     (lambda: d.DDIMSampler(10, eta=-1), "eta"),
     (lambda: d.DDIMSampler(10, prediction_type="score"), "prediction_type"),
     (lambda: d.DDPMSampler(10, variance_type="learned"), "variance_type"),

@@ -1,4 +1,4 @@
-"""Argument checks and noise draws shared by the DDPM and DDIM steps."""
+"""What the DDPM and DDIM steps and samplers share: argument checks, noise draws, settings."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def check_step_args(model_output, t, x_t, schedule, other_t, prediction_type, cl
 
 
 def step_noise(noise: torch.Tensor | None, model_output: torch.Tensor, generator) -> torch.Tensor:
+    """The noise z of a stochastic step: ``noise`` if given (checked), else a draw from ``generator``."""
     if noise is None:
         return randn(model_output.shape, generator, model_output.device, model_output.dtype)
     check_tensor("noise", noise)
@@ -52,6 +53,9 @@ class SamplerSettings:
         check_int("num_steps", self.num_steps, 1)
         check_choice("spacing", self.spacing, SPACINGS)
         check_int("offset", self.offset, 0)
+        if self.offset and self.spacing != "leading":
+            raise ValueError(f"offset applies to 'leading' spacing only, got offset={self.offset} "
+                             f"with spacing={self.spacing!r}")
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         if self.clip_sample is not None:
             check_float("clip_sample", self.clip_sample, 0.0)

@@ -40,7 +40,7 @@ def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> tor
 
 
 def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
-    """eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)."""
+    """eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)  (Ho et al. 2020, eq. 4 solved for eps)."""
     return (x_t - abar**0.5 * x0) / (1 - abar) ** 0.5
 
 
@@ -54,7 +54,8 @@ def x0_eps_from_output(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn a network's output into (x_0, eps) predictions, for any of ``PREDICTION_TYPES``.
 
-    For v: x_0 = sqrt(abar) x_t - sqrt(1 - abar) v and eps = sqrt(abar) v + sqrt(1 - abar) x_t.
+    For v (Salimans & Ho 2022, sec. 4 and appendix D): x_0 = sqrt(abar) x_t - sqrt(1 - abar) v and
+    eps = sqrt(abar) v + sqrt(1 - abar) x_t.
     """
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     if prediction_type == "epsilon":
