@@ -116,6 +116,7 @@ def test_ddpm_plan_and_ddim_previous_conventions():
     (lambda: d.sample(lambda x, t, c: x, d.linear(), torch.zeros(3)), "x"),
     (lambda: d.sample(lambda x, t, c: x[:, :1], d.linear(), torch.zeros(3, 2), progress=False), "denoiser"),
     (lambda: d.sample(lambda x, t, c: x, "linear", torch.zeros(3, 2)), "schedule"),
+    (lambda: d.sample(lambda x, t, c: x, d.linear(), torch.zeros(3, 2), 50), "sampler"),
     (lambda: d.sample(lambda x, t, c: x, d.linear(), torch.zeros(3, 2), generator=0), "generator"),
     (lambda: d.ClassifierFreeGuidance(lambda x, t, c: x, float("nan")), "scale"),
     (lambda: MixtureDenoiser(toy2d.gaussian_ring(), d.linear())(torch.zeros(3, 3), torch.zeros(3, dtype=torch.long)),

@@ -40,7 +40,8 @@ def sample(
     callback: Callback | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Denoise ``x_T`` (B, ...) to a sample x_0 with ``sampler`` (default: 50-step DDIM, eta 0).
+    """Denoise ``x_T`` (B, ...) to a sample x_0 with ``sampler`` (default: 50-step DDIM, eta 0):
+    DDPM's Algorithm 2 (Ho et al. 2020) or DDIM's eq. 12 (Song et al. 2021) applied level by level.
 
     ``generator`` drives the noise of stochastic samplers; with the same x_T and seed the result is
     the same. ``callback(i, t, x, x0_hat)`` sees every step, e.g. to record the trajectory.
@@ -72,6 +73,8 @@ def _run(denoiser, schedule, x, sampler, cond, generator, callback, progress, de
         raise ValueError(f"denoiser must be callable as denoiser(x_t, t, cond), got {type(denoiser).__name__}")
     if not isinstance(schedule, NoiseSchedule):
         raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    if not (callable(getattr(sampler, "plan", None)) and callable(getattr(sampler, "step", None))):
+        raise ValueError(f"sampler must have plan(T) and step(...), like DDIMSampler; got {type(sampler).__name__}")
     check_tensor("x", x, ndim=range(2, 8))
     check_generator("generator", generator)
     for i, (t, other_t) in enumerate(tqdm(sampler.plan(schedule.T), desc=desc, disable=not progress)):
