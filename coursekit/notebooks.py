@@ -28,6 +28,8 @@ if "google.colab" in sys.modules:
 
 def strip_solutions(source: str) -> str:
     """Replace every solution region of a cell's source by the stub."""
+    if not isinstance(source, str):
+        raise ValueError(f"source must be a str, got {type(source).__name__}")
     lines, out, inside, indent = source.split("\n"), [], False, ""
     for number, line in enumerate(lines, 1):
         marker = line.strip()
@@ -49,6 +51,8 @@ def strip_solutions(source: str) -> str:
 
 def make_lesson(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student copy of a solution notebook (a new notebook; the input is not modified)."""
+    if not isinstance(solution, dict) or "cells" not in solution:
+        raise ValueError(f"solution must be a notebook (nbformat.NotebookNode), got {type(solution).__name__}")
     lesson = nbformat.from_dict(solution)
     for cell in lesson.cells:
         if cell.cell_type == "code" and BEGIN in cell.source:

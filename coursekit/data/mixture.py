@@ -139,6 +139,8 @@ class GaussianMixture:
         if abar is None:
             abar = torch.ones(B, dtype=torch.float64)
         check_tensor("abar", abar, shape=(B,))
+        if bool((abar < 0).any()) or bool((abar > 1).any()):
+            raise ValueError("abar must lie in [0, 1]")
         a = abar.double().to(x.device)[:, None, None]  # (B, 1, 1)
         var = a * self.eigvals.to(x.device) + (1 - a)  # (B, K, D) eigenvalues of the noised covariance
         diff = x[:, None, :] - a.sqrt() * self.means.to(x.device)  # (B, K, D)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_choice, check_same_shape, check_tensor, check_timesteps
+from .._checks import check_choice, check_generator, check_same_shape, check_tensor, check_timesteps
 from .schedules import NoiseSchedule
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
@@ -33,19 +33,30 @@ def q_sample(x0: torch.Tensor, t, noise: torch.Tensor, schedule: NoiseSchedule) 
     return abar**0.5 * x0 + (1 - abar) ** 0.5 * noise
 
 
+def _check_pair(name: str, x: torch.Tensor, other_name: str, other: torch.Tensor, abar: torch.Tensor) -> None:
+    check_tensor(name, x, finite=False)
+    check_tensor(other_name, other, finite=False)
+    check_same_shape(other_name, other, name, x)
+    if isinstance(abar, bool) or not isinstance(abar, (torch.Tensor, float, int)):
+        raise ValueError(f"abar must be a number or a tensor that broadcasts against {name}, got {type(abar).__name__}")
+
+
 def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
     """x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)  (Ho et al. 2020, eq. 4 solved for x_0;
     DDIM, Song et al. ICLR 2021, eq. 12 "predicted x_0")."""
+    _check_pair("x_t", x_t, "eps", eps, abar)
     return (x_t - (1 - abar) ** 0.5 * eps) / abar**0.5
 
 
 def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
     """eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)  (Ho et al. 2020, eq. 4 solved for eps)."""
+    _check_pair("x_t", x_t, "x0", x0, abar)
     return (x_t - abar**0.5 * x0) / (1 - abar) ** 0.5
 
 
 def v_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
     """v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho 2022, sec. 4)."""
+    _check_pair("x0", x0, "eps", eps, abar)
     return abar**0.5 * eps - (1 - abar) ** 0.5 * x0
 
 
@@ -58,6 +69,7 @@ def x0_eps_from_output(
     eps = sqrt(abar) v + sqrt(1 - abar) x_t.
     """
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    _check_pair("x_t", x_t, "model_output", model_output, abar)
     if prediction_type == "epsilon":
         return x0_from_eps(x_t, model_output, abar), model_output
     if prediction_type == "sample":
@@ -73,5 +85,6 @@ def randn(shape, generator: torch.Generator | None, device, dtype) -> torch.Tens
     The same draw as diffusers' ``randn_tensor`` for a single generator, so that a sampler seeded
     like a diffusers pipeline produces the same images.
     """
+    check_generator("generator", generator)
     rand_device = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=rand_device, dtype=dtype).to(device)

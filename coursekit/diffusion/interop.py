@@ -20,6 +20,9 @@ _SAMPLERS = {"DDIMScheduler": DDIMSampler, "DDPMScheduler": DDPMSampler, "DDIMIn
 
 def schedule_from_diffusers(config) -> NoiseSchedule:
     """The ``NoiseSchedule`` of a diffusers scheduler config (``scheduler.config``)."""
+    missing = [k for k in ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end") if k not in config]
+    if missing:
+        raise ValueError(f"config must be a diffusers scheduler config; it lacks {missing}")
     T = config["num_train_timesteps"]
     if config.get("rescale_betas_zero_snr"):
         raise ValueError("config.rescale_betas_zero_snr=True is not supported by coursekit schedules")

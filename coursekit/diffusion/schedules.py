@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .._checks import check_choice, check_float, check_int, check_tensor
+from .._checks import check_choice, check_float, check_int, check_tensor, check_timesteps
 
 
 class NoiseSchedule:
@@ -44,6 +44,7 @@ class NoiseSchedule:
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """alpha-bar at timesteps ``t`` (B,), shaped (B, 1, ..., 1) to broadcast against ``like``."""
+        t = check_timesteps("t", t, self.T)
         a = self.alphas_cumprod.to(device=like.device, dtype=like.dtype)[t.to(like.device)]
         return a.reshape(-1, *([1] * (like.ndim - 1)))
 
