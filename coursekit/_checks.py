@@ -74,7 +74,7 @@ def check_tensor(
         raise ValueError(f"{name} must have a floating dtype, got {x.dtype}")
     if not floating and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         raise ValueError(f"{name} must have an integer dtype, got {x.dtype}")
-    if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    if finite and x.is_floating_point() and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, but it holds NaN or inf")
     return x
 
@@ -86,9 +86,14 @@ def check_timesteps(name: str, t, T: int, batch: int | None = None) -> torch.Ten
     check_tensor(name, t, ndim=(0, 1), floating=False)
     if batch is not None and t.ndim == 1 and t.shape[0] != batch:
         raise ValueError(f"{name} must have shape ({batch},) to match the batch, got {tuple(t.shape)}")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= T):
-        raise ValueError(f"{name} must lie in [0, {T}), got values in [{int(t.min())}, {int(t.max())}]")
+    check_index(name, t, T)
     return t
+
+
+def check_index(name: str, x: torch.Tensor, high: int) -> None:
+    """Integer tensor ``x`` must hold values in [0, high) (not checked on the data-free meta device)."""
+    if x.numel() and x.device.type != "meta" and (int(x.min()) < 0 or int(x.max()) >= high):
+        raise ValueError(f"{name} must lie in [0, {high}), got values in [{int(x.min())}, {int(x.max())}]")
 
 
 def check_same_shape(name: str, x: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
