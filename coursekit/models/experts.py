@@ -1,0 +1,68 @@
+"""eDiff-I's ensemble of expert denoisers: one network per interval of noise levels.
+
+Balaji et al., "eDiff-I: Text-to-Image Diffusion Models with an Ensemble of Expert Denoisers",
+2022, sec. 4: the denoiser behaves differently at high noise (laying out the image from the text)
+and at low noise (adding detail), so one model is trained on all levels, then copied, and each copy
+is fine-tuned on its own interval. Sampling costs the same as with one model: each step calls
+exactly one expert.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .._checks import check_int, check_tensor, check_timesteps
+
+
+class Experts(nn.Module):
+    """A denoiser that sends each sample to the expert of its timestep's interval.
+
+    ``boundaries`` b_1 < ... < b_{K-1} split [0, T) into K intervals; expert k handles
+    b_k <= t < b_{k+1} (with b_0 = 0, b_K = T). Any tensor ``cond`` is split along the batch too.
+    """
+
+    def __init__(self, experts: Sequence[nn.Module], boundaries: Sequence[int], T: int):
+        super().__init__()
+        check_int("T", T, 2)
+        if len(experts) != len(boundaries) + 1:
+            raise ValueError(f"experts must number len(boundaries) + 1 = {len(boundaries) + 1}, got {len(experts)}")
+        edges = [0, *boundaries, T]
+        if any(not isinstance(b, int) for b in boundaries) or any(a >= b for a, b in zip(edges, edges[1:])):
+            raise ValueError(f"boundaries must be increasing ints strictly inside (0, {T}), got {list(boundaries)}")
+        self.experts = nn.ModuleList(experts)
+        self.register_buffer("boundaries", torch.tensor(list(boundaries), dtype=torch.long), persistent=False)
+        self.T = T
+
+    @classmethod
+    def split(cls, model: nn.Module, boundaries: Sequence[int], T: int) -> Experts:
+        """Copy a model trained on all levels into one expert per interval (to be fine-tuned on it)."""
+        return cls([copy.deepcopy(model) for _ in range(len(boundaries) + 1)], boundaries, T)
+
+    def interval(self, k: int) -> tuple[int, int]:
+        """[low, high) of the timesteps expert k handles."""
+        check_int("k", k, 0, len(self.experts))
+        edges = [0, *self.boundaries.tolist(), self.T]
+        return edges[k], edges[k + 1]
+
+    def expert_of(self, t: torch.Tensor) -> torch.Tensor:
+        """Index of the expert for each timestep."""
+        return torch.bucketize(t, self.boundaries.to(t.device), right=True)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        check_tensor("x", x, finite=False)
+        t = check_timesteps("t", t, self.T, batch=x.shape[0]).expand(x.shape[0])
+        which = self.expert_of(t)
+        out = None
+        for k, expert in enumerate(self.experts):
+            sel = which == k
+            if not bool(sel.any()):
+                continue
+            part = expert(x[sel], t[sel], cond[sel] if isinstance(cond, torch.Tensor) else cond)
+            if out is None:
+                out = part.new_empty(x.shape[:1] + part.shape[1:])
+            out[sel] = part
+        return out

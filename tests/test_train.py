@@ -1,0 +1,62 @@
+"""The training objective and the minimal training loop."""
+
+import pytest
+import torch
+
+import coursekit.diffusion as d
+from coursekit.data import ShapesWorld, toy2d
+from coursekit.models import DiT, DiTConfig, MixtureDenoiser
+from coursekit.train import train
+
+SCHEDULE = d.cosine()
+
+
+def test_loss_of_the_exact_denoiser_is_below_predicting_zero():
+    ring = toy2d.gaussian_ring()
+    x0, _ = ring.sample(4000, torch.Generator().manual_seed(0))
+    exact = d.diffusion_loss(MixtureDenoiser(ring, SCHEDULE), SCHEDULE, x0, generator=torch.Generator().manual_seed(1))
+    zero = d.diffusion_loss(lambda x, t, c: torch.zeros_like(x), SCHEDULE, x0, generator=torch.Generator().manual_seed(1))
+    assert 0 < exact < 0.5 and abs(zero - 1) < 0.05  # E||eps||^2 per coordinate is 1
+
+
+def test_loss_draws_t_inside_t_range_and_is_seeded():
+    seen = []
+
+    def spy(x, t, c):
+        seen.append(t.clone())
+        return torch.zeros_like(x)
+
+    x0 = torch.zeros(256, 2)
+    a = d.diffusion_loss(spy, SCHEDULE, x0, generator=torch.Generator().manual_seed(3), t_range=(200, 300))
+    b = d.diffusion_loss(spy, SCHEDULE, x0, generator=torch.Generator().manual_seed(3), t_range=(200, 300))
+    assert a == b and torch.equal(seen[0], seen[1])
+    assert seen[0].min() >= 200 and seen[0].max() < 300 and len(seen[0].unique()) > 50
+
+
+def test_training_lowers_the_loss_and_is_deterministic():
+    world = ShapesWorld(resolution=8, max_objects=1)
+
+    def batches(step):
+        scenes = world.sample(16, seed=step)
+        return world.render(scenes)[0], scenes.colour[:, 0]
+
+    def run():
+        torch.manual_seed(0)
+        model = DiT(DiTConfig(input_size=8, patch_size=2, in_channels=3, out_channels=3, hidden=32, depth=2,
+                              heads=2, num_classes=6))
+        return train(model, SCHEDULE, batches, 60, lr=3e-3, seed=0, progress=False)
+
+    losses = run()
+    assert losses == run()
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10  # measured: 0.45x
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: d.diffusion_loss(lambda x, t, c: x, SCHEDULE, torch.zeros(4, 2), t_range=(10, 10)), r"t_range\[1\]"),
+    (lambda: d.diffusion_loss(lambda x, t, c: x, SCHEDULE, torch.zeros(4, 2), t_range=(-1, 10)), r"t_range\[0\]"),
+    (lambda: train(torch.nn.Linear(2, 2), SCHEDULE, lambda s: (torch.zeros(2, 2), None), 0), "steps"),
+    (lambda: train("model", SCHEDULE, lambda s: (torch.zeros(2, 2), None), 1), "model"),
+])
+def test_bad_input(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}"):
+        call()

@@ -1,0 +1,85 @@
+"""U-ViT (tokens and long skips) and eDiff-I's expert ensemble."""
+
+import pytest
+import torch
+
+from coursekit.models import Experts, UViT, uvit_small
+from coursekit.models.counting import count_parameters
+
+
+def small(**kw):
+    return uvit_small(hidden=64, depth=5, heads=4, **kw)
+
+
+def test_uvit_s2_size_and_protocol():
+    with torch.device("meta"):
+        assert round(count_parameters(UViT(uvit_small())) / 1e6) == 44  # U-ViT-S/2 on CIFAR-10: 44M
+    for kw, cond in [({}, None), ({"num_classes": 10}, torch.tensor([3, 10])),
+                     ({"context_dim": 32, "context_len": 5}, torch.randn(2, 5, 32))]:
+        model = UViT(small(**kw))
+        assert model(torch.randn(2, 3, 32, 32), torch.tensor([1, 999]), cond).shape == (2, 3, 32, 32)
+
+
+def test_long_skips_add_one_fusing_linear_per_out_block():
+    torch.manual_seed(0)
+    model = UViT(small()).eval()
+    assert [b.skip is None for b in model.in_blocks] == [True, True]
+    assert all(b.skip.in_features == 128 for b in model.out_blocks)
+    no_skip = UViT(small(skip=False))
+    assert count_parameters(model) - count_parameters(no_skip) == 2 * (128 * 64 + 64)
+
+
+def test_uvit_tokens_condition_the_output():
+    torch.manual_seed(0)
+    model = UViT(small(context_dim=16, context_len=3)).eval()
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([5, 500])
+    with torch.no_grad():
+        a, b = model(x, t, torch.randn(2, 3, 16)), model(x, t, torch.randn(2, 3, 16))
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_experts_route_each_sample_to_its_interval():
+    calls = []
+
+    class Tag(torch.nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        def forward(self, x, t, cond):
+            calls.append((self.k, t.tolist()))
+            return torch.full_like(x, float(self.k))
+
+    experts = Experts([Tag(0), Tag(1), Tag(2)], boundaries=[300, 700], T=1000)
+    out = experts(torch.zeros(5, 2), torch.tensor([0, 299, 300, 699, 999]))
+    assert out[:, 0].tolist() == [0, 0, 1, 1, 2]
+    assert sorted(calls) == [(0, [0, 299]), (1, [300, 699]), (2, [999])]
+    assert experts.interval(1) == (300, 700)
+
+
+def test_split_experts_start_equal_to_the_model_and_train_independently():
+    torch.manual_seed(0)
+    base = UViT(small(num_classes=4)).eval()
+    experts = Experts.split(base, [500], T=1000).eval()
+    x, t, y = torch.randn(4, 3, 32, 32), torch.tensor([1, 400, 600, 999]), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        assert torch.allclose(experts(x, t, y), base(x, t, y), atol=1e-6)
+        experts.experts[1].decoder.bias.add_(1.0)
+        out = experts(x, t, y)
+    assert torch.allclose(out[:2], base(x[:2], t[:2], y[:2]), atol=1e-6) and not torch.allclose(out[2:], base(x[2:], t[2:], y[2:]))
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: uvit_small(patch_size=3), "patch_size"),
+    (lambda: uvit_small(heads=7), "heads"),
+    (lambda: uvit_small(depth=12), "depth"),
+    (lambda: uvit_small(context_len=3), "context_len"),
+    (lambda: UViT(small(context_dim=16, context_len=3))(torch.zeros(1, 3, 32, 32), torch.tensor([1]),
+                                                         torch.zeros(1, 3, 8)), "cond"),
+    (lambda: UViT(small(num_classes=4))(torch.zeros(1, 3, 32, 32), torch.tensor([1]), torch.tensor([5])), "cond"),
+    (lambda: Experts([torch.nn.Identity()], [500], T=1000), "experts"),
+    (lambda: Experts([torch.nn.Identity()] * 2, [1000], T=1000), "boundaries"),
+])
+def test_bad_config_or_input(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        call()
