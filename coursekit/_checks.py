@@ -90,9 +90,16 @@ def check_timesteps(name: str, t, T: int, batch: int | None = None) -> torch.Ten
     return t
 
 
+def values_checkable(x: torch.Tensor) -> bool:
+    """Whether checking ``x``'s values is cheap: a CPU tensor, outside ``torch.compile``. On an
+    accelerator the check would stall the pipeline with a host synchronisation (an out-of-range
+    index there still fails loudly, in the embedding lookup); meta tensors have no values."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def check_index(name: str, x: torch.Tensor, high: int) -> None:
-    """Integer tensor ``x`` must hold values in [0, high) (not checked on the data-free meta device)."""
-    if x.numel() and x.device.type != "meta" and (int(x.min()) < 0 or int(x.max()) >= high):
+    """Integer tensor ``x`` must hold values in [0, high) (checked where ``values_checkable``)."""
+    if x.numel() and values_checkable(x) and (int(x.min()) < 0 or int(x.max()) >= high):
         raise ValueError(f"{name} must lie in [0, {high}), got values in [{int(x.min())}, {int(x.max())}]")
 
 

@@ -28,7 +28,15 @@ def _bench(args) -> int:
     if unknown:
         print(f"coursekit bench: unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    rows = [BENCHMARKS[name](**({"seconds": args.seconds} if args.seconds else {})) for name in names]
+    rows = []
+    for name in names:
+        if name == "shapes":
+            rows.append(BENCHMARKS[name](**({"seconds": args.seconds} if args.seconds else {})))
+        else:
+            options = dict(device=args.device, batch=args.batch, steps=args.steps, rounds=args.rounds,
+                           sample_steps=args.sample_steps, sample_batch=args.sample_batch,
+                           precision=args.precision, compile=args.compile)
+            rows.append(BENCHMARKS[name](**options))
     report = {"machine": machine(), "results": rows}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -55,7 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench", help="run benchmarks and report throughput with the machine that gave it")
     p.add_argument("names", nargs="*", metavar="NAME",
                    help=f"benchmarks to run (default: all of {', '.join(BENCHMARKS)})")
-    p.add_argument("--seconds", type=float, default=None, help="time budget per benchmark")
+    p.add_argument("--seconds", type=float, default=None, help="time budget of the shapes benchmark")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    p.add_argument("--batch", type=int, default=None, help="training batch (default: per model and device)")
+    p.add_argument("--steps", type=int, default=3, help="timed training steps per round (default: 3)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per side (default: 3)")
+    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sampling timing (default: 50)")
+    p.add_argument("--sample-batch", type=int, default=None, help="images sampled at once (default: --batch)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="both sides' precision (default: bf16 autocast on CUDA, fp32 on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile coursekit's network")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_bench)
 

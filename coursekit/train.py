@@ -22,12 +22,14 @@ Batches = Callable[[int], tuple[torch.Tensor, Any]]  # step -> (x0, cond)
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
-    """AdamW (Loshchilov & Hutter, ICLR 2019) over the trainable parameters; the fused kernel on CUDA."""
+    """AdamW (Loshchilov & Hutter, ICLR 2019) over the trainable parameters: the fused kernel on CUDA,
+    the multi-tensor ("foreach") one elsewhere (torch's CPU default updates one tensor at a time)."""
     check_float("lr", lr, 0.0)
     check_float("weight_decay", weight_decay, 0.0)
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = bool(params) and params[0].is_cuda
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+    if bool(params) and params[0].is_cuda:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 def train(

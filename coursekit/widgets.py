@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from ._checks import check_same_shape, check_tensor, check_timesteps
+from ._checks import check_int, check_same_shape, check_tensor, check_timesteps
 from .diffusion import NoiseSchedule, predict_x0, q_sample
 from .viz import show_images
 
@@ -48,3 +48,79 @@ def denoising_explorer(x0, noise, denoiser, schedule, cond=None, t: int = 500):
         return fig
 
     return widgets.interactive(draw, t=slider)
+
+
+def describe(model: torch.nn.Module, inputs: tuple, types: tuple[type, ...]) -> dict:
+    """Parameters, MACs per forward pass and the output shape of every submodule of ``types``."""
+    from .models.counting import activation_shapes, count_macs, count_parameters
+
+    return {"parameters": count_parameters(model), "macs": count_macs(model, *inputs),
+            "shapes": activation_shapes(model, inputs, types)}
+
+
+def unet_report(base: int = 128, levels: int = 4, layers: int = 2, attention_16: bool = True,
+                transformer: bool = False, size: int = 32) -> dict:
+    """``describe`` a U-Net built from a few knobs (widths base, 2 base, 2 base, ...; attention at 16x16)."""
+    from .models.unet import Downsample, ResBlock, UNet, UNetConfig, Upsample
+
+    check_int("levels", levels, 2, 5)
+    channels = tuple([base] + [2 * base] * (levels - 1))
+    attention = tuple(attention_16 and size // 2**i == 16 for i in range(levels))
+    heads = tuple(max(1, c // 64) if transformer else 1 for c in channels)
+    cfg = UNetConfig(channels=channels, attention=attention, heads=heads, layers_per_level=layers,
+                     transformer=transformer, context_dim=128 if transformer else None)
+    model = UNet(cfg).eval()
+    cond = torch.zeros(1, 8, 128) if transformer else None
+    inputs = (torch.zeros(1, 3, size, size), torch.zeros(1, dtype=torch.long), cond)
+    return describe(model, inputs, (ResBlock, Downsample, Upsample))
+
+
+def unet_explorer():
+    """Widgets over ``unet_report``: parameters, MACs and the activation shape at every level."""
+    controls = dict(
+        base=widgets.IntSlider(value=128, min=32, max=192, step=32, description="base width", continuous_update=False),
+        levels=widgets.IntSlider(value=4, min=2, max=4, description="levels", continuous_update=False),
+        layers=widgets.IntSlider(value=2, min=1, max=3, description="blocks/level", continuous_update=False),
+        attention_16=widgets.Checkbox(value=True, description="attention at 16x16"),
+        transformer=widgets.Checkbox(value=False, description="spatial transformer + text"),
+    )
+
+    def show(**kw):
+        report = unet_report(**kw)
+        print(f"{report['parameters'] / 1e6:.2f} M parameters, {report['macs'] / 1e9:.2f} GMACs per 32x32 image")
+        for name, shape in report["shapes"]:
+            print(f"  {name:14s} -> {shape}")
+        return report
+
+    return widgets.interactive(show, **controls)
+
+
+def dit_report(size: str = "S", patch: int = 2, image: int = 256) -> dict:
+    """Parameters, tokens and GMACs of a DiT of Table 1 on ``image``-pixel images (latents of image / 8)."""
+    from .models.counting import count_macs, count_parameters
+    from .models.dit import DIT_SIZES, DiT
+
+    name = f"DiT-{size}/{patch}"
+    if name not in DIT_SIZES:
+        raise ValueError(f"size and patch must name one of {list(DIT_SIZES)}, got {name}")
+    check_int("image", image, 8)
+    latent = image // 8
+    with torch.device("meta"):
+        model = DiT(DIT_SIZES[name](input_size=latent))
+        x, t = torch.zeros(1, 4, latent, latent), torch.zeros(1, dtype=torch.long)
+    return {"name": name, "parameters": count_parameters(model), "tokens": model.cfg.tokens,
+            "gmacs": count_macs(model, x, t, t) / 1e9}
+
+
+def dit_explorer():
+    """Widgets over ``dit_report``: how size and patch size set the compute of a DiT."""
+
+    def show(size, patch, image):
+        r = dit_report(size, patch, image)
+        print(f"{r['name']}: {r['parameters'] / 1e6:.0f} M parameters, {r['tokens']} tokens, {r['gmacs']:.2f} GMACs")
+        return r
+
+    return widgets.interactive(
+        show, size=widgets.Dropdown(options=["S", "B", "L", "XL"], value="S", description="size"),
+        patch=widgets.Dropdown(options=[8, 4, 2], value=2, description="patch"),
+        image=widgets.Dropdown(options=[256, 512], value=256, description="image px"))

@@ -31,3 +31,13 @@ def test_bench_reports_json_with_the_machine():
 def test_unknown_benchmark_is_refused():
     out = coursekit("bench", "nope")
     assert out.returncode == 2 and "known: shapes" in out.stderr
+
+
+def test_model_bench_compares_both_libraries_and_reports_ratios():
+    out = coursekit("bench", "dit-s2", "--json", "--batch", "2", "--steps", "1", "--rounds", "1",
+                    "--sample-steps", "2")
+    row = json.loads(out.stdout)["results"][0]
+    assert row["device"] == "cpu" and row["precision"] == "fp32"
+    for side in ("coursekit", "diffusers"):
+        assert row[side]["train_images_per_s"] > 0 and row[side]["sample_seconds"] > 0 and row[side]["train_tflops"] > 0
+    assert row["train_ratio"] > 0 and row["sample_ratio"] > 0

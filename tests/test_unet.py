@@ -80,3 +80,15 @@ def test_the_parity_check_can_fail():
 def test_bad_config_or_input_raises_value_error_naming_the_field(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         call()
+
+
+def test_macs_by_module_adds_up_and_matches_the_reference_count():
+    from coursekit.models.counting import count_macs, macs_by_module
+
+    model = U.UNet(U.unet_ddpm_cifar10()).eval()
+    x, t = torch.randn(1, 3, 32, 32), torch.tensor([1])
+    total = count_macs(model, x, t)
+    parts = macs_by_module(model, x, t)
+    assert round(total / 1e7) == 622  # 6.22 GMACs, as diffusers' UNet2DModel counted in methods.md 7.6
+    assert sum(v for k, v in parts.items() if "." not in k) == total
+    assert parts["down"] == sum(parts[f"down.{i}"] for i in range(4))

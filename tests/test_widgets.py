@@ -11,7 +11,8 @@ import coursekit.diffusion as d  # noqa: E402
 from coursekit.data import GaussianMixture, ShapesWorld  # noqa: E402
 from coursekit.models import MixtureDenoiser  # noqa: E402
 from coursekit.viz import show_images, show_points, to_display  # noqa: E402
-from coursekit.widgets import denoising_explorer, noised_and_denoised  # noqa: E402
+from coursekit.widgets import (  # noqa: E402
+    denoising_explorer, dit_explorer, dit_report, noised_and_denoised, unet_explorer, unet_report)
 
 SCHEDULE = d.linear()
 IMAGES = ShapesWorld(resolution=16).render(ShapesWorld(resolution=16).sample(4, seed=0))[0]
@@ -49,3 +50,28 @@ def test_display_helpers():
 def test_bad_input(call, name):
     with pytest.raises(ValueError, match=rf"^{name}"):
         call()
+
+
+def test_unet_report_counts_what_the_model_has():
+    from coursekit.models import UNet, UNetConfig, count_parameters
+
+    report = unet_report(base=32, levels=2, layers=1, attention_16=True, transformer=False)
+    model = UNet(UNetConfig(channels=(32, 64), attention=(False, True), heads=(1, 1), layers_per_level=1))
+    assert report["parameters"] == count_parameters(model)
+    assert report["shapes"][0] == ("down.0.res.0", (1, 32, 32, 32)) and report["macs"] > 0
+
+
+def test_dit_report_matches_the_paper_for_xl2():
+    r = dit_report("XL", 2, 256)
+    assert r["tokens"] == 256 and abs(r["gmacs"] - 118.62) < 0.5 and round(r["parameters"] / 1e6) == 675
+    with pytest.raises(ValueError, match="^size and patch"):
+        dit_report("M", 2)
+
+
+def test_explorers_build_and_respond():
+    w = unet_explorer()
+    w.children[0].value = 64
+    assert w.result["parameters"] < 36e6
+    d_w = dit_explorer()
+    d_w.children[0].value = "B"
+    assert d_w.result["name"] == "DiT-B/2"

@@ -66,3 +66,30 @@ def activation_shapes(model: nn.Module, inputs: tuple, types: tuple[type, ...]) 
         for h in hooks:
             h.remove()
     return seen
+
+
+def macs_by_module(model: nn.Module, *inputs) -> dict[str, int]:
+    """MACs of one forward pass per submodule, by qualified name ("down.0", "down.0.res.1.conv1", ...).
+
+    A container that is never called itself (a ``ModuleList``, a level holding blocks) counts the
+    sum of its children.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    with flop_counter() as counter, torch.no_grad():
+        model(*inputs)
+    root = type(model).__name__
+    called = {name[len(root) + 1:]: sum(ops.values()) // 2 for name, ops in counter.get_flop_counts().items()
+              if name.startswith(root + ".")}
+    out: dict[str, int] = {}
+
+    def visit(prefix: str, module: nn.Module) -> int:
+        total = 0
+        for child_name, child in module.named_children():
+            total += visit(f"{prefix}.{child_name}" if prefix else child_name, child)
+        if prefix:
+            out[prefix] = called.get(prefix, total)
+        return out.get(prefix, total)
+
+    visit("", model)
+    return out
