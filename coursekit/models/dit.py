@@ -10,13 +10,13 @@ Table 1 are the factories ``dit_s2`` .. ``dit_xl2``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .._checks import check_choice, check_float, check_index, check_int, check_tensor, check_timesteps
-from .layers import Attention, TimestepMLP, modulate
+from .layers import Attention, TimestepMLP, config_repr, modulate, unpatchify
 
 CONDITIONING = ("adaln-zero", "adaln", "cross-attention", "in-context")
 
@@ -203,16 +203,11 @@ class DiT(nn.Module):
         if hasattr(self, "ada_out"):
             shift, scale = self.ada_out(c).chunk(2, dim=1)
             h = modulate(h, shift, scale)
-        return self.unpatchify(self.out(h))  # (B, C_out, H, W)
-
-    def unpatchify(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, T, p*p*C) -> (B, C, H, W)."""
-        p, C, n = self.cfg.patch_size, self.cfg.out_channels, self.cfg.input_size // self.cfg.patch_size
-        h = h.reshape(h.shape[0], n, n, p, p, C)
-        return torch.einsum("nhwpqc->nchpwq", h).reshape(h.shape[0], C, n * p, n * p)
+        return unpatchify(self.out(h), cfg.patch_size, cfg.out_channels)  # (B, C_out, H, W)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self.cfg).items())
+        return config_repr(self.cfg)
+
 
 
 # --- the sizes of Table 1 -------------------------------------------------------------------------

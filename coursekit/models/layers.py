@@ -88,3 +88,26 @@ class GEGLU(nn.Module):
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Adaptive layer norm's affine step x * (1 + scale) + shift, per sample (Peebles & Xie, DiT, sec. 3.2)."""
     return x * (1 + scale[:, None]) + shift[:, None]
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, T, p*p*C): non-overlapping p x p patches in row-major order, each patch's
+    numbers ordered (row, column, channel) as in DiT and U-ViT (Dosovitskiy et al., ICLR 2021, sec. 3.1)."""
+    B, C, H, W = x.shape
+    x = x.reshape(B, C, H // p, p, W // p, p)
+    return torch.einsum("nchpwq->nhwpqc", x).reshape(B, (H // p) * (W // p), p * p * C)
+
+
+def unpatchify(h: torch.Tensor, p: int, channels: int) -> torch.Tensor:
+    """(B, T, p*p*C) -> (B, C, H, W) for a square grid of T patches: the inverse of ``patchify``."""
+    B, T, _ = h.shape
+    n = math.isqrt(T)
+    h = h.reshape(B, n, n, p, p, channels)
+    return torch.einsum("nhwpqc->nchpwq", h).reshape(B, channels, n * p, n * p)
+
+
+def config_repr(cfg) -> str:
+    """A module's ``extra_repr``: its config's fields."""
+    from dataclasses import asdict
+
+    return ", ".join(f"{k}={v}" for k, v in asdict(cfg).items())

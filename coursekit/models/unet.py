@@ -10,14 +10,14 @@ weight for weight (``from_diffusers``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_float, check_int, check_tensor, check_timesteps
-from .layers import GEGLU, Attention, TimestepMLP
+from .layers import GEGLU, Attention, TimestepMLP, config_repr
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,7 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, C_out, H, W)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self.cfg).items())
+        return config_repr(self.cfg)
 
 
 # --- named sizes ---------------------------------------------------------------------------------

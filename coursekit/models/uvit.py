@@ -10,13 +10,13 @@ ablation without long skips.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .._checks import check_float, check_index, check_int, check_tensor, check_timesteps
-from .layers import Attention, timestep_embedding
+from .layers import Attention, config_repr, timestep_embedding, unpatchify
 
 
 @dataclass(frozen=True)
@@ -142,16 +142,11 @@ class UViT(nn.Module):
         for block in self.out_blocks:
             h = block(h, skips.pop())
         h = self.decoder(self.norm(h))[:, cfg.extras:]  # (B, T, p*p*C)
-        return self.final(self.unpatchify(h))
-
-    def unpatchify(self, h: torch.Tensor) -> torch.Tensor:
-        """(B, T, p*p*C) -> (B, C, H, W), patch pixels ordered (p, q, c) as the official code."""
-        p, C, n = self.cfg.patch_size, self.cfg.in_channels, self.cfg.image_size // self.cfg.patch_size
-        h = h.reshape(h.shape[0], n, n, p, p, C)
-        return torch.einsum("nhwpqc->nchpwq", h).reshape(h.shape[0], C, n * p, n * p)
+        return self.final(unpatchify(h, cfg.patch_size, cfg.in_channels))
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self.cfg).items())
+        return config_repr(self.cfg)
+
 
 
 def uvit_small(**overrides) -> UViTConfig:
