@@ -142,15 +142,17 @@ def bench_model(name: str, device: str | None = None, batch: int | None = None, 
             optimizer.step()
         return step
 
+    optimizer = make_optimizer(ours, 1e-4)
+    with flop_counter() as counter:  # counted on the eager network (the counter cannot see compiled kernels)
+        train_step(ours, optimizer)()
+    train_flops = counter.get_total_flops()
     sides = {
-        "coursekit": (torch.compile(ours) if compile else ours, make_optimizer(ours, 1e-4)),
+        "coursekit": (torch.compile(ours) if compile else ours, optimizer),
         "diffusers": (ref, torch.optim.AdamW(ref.parameters(), lr=1e-4)),
     }
     steps_fn = {k: train_step(m, opt) for k, (m, opt) in sides.items()}
-    with flop_counter() as counter:
-        steps_fn["coursekit"]()  # also the warm-up (and compilation) of coursekit's side
-    train_flops = counter.get_total_flops()
-    steps_fn["diffusers"]()
+    for fn in steps_fn.values():  # warm-up (and, with compile, compilation)
+        fn()
 
     def timed(fn, n):
         if cuda:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._checks import check_float, check_int
+from ._checks import check_choice, check_float, check_int
 from .diffusion.loss import diffusion_loss
 from .diffusion.schedules import NoiseSchedule
 
@@ -42,14 +42,21 @@ def train(
     seed: int = 0,
     t_range: tuple[int, int] | None = None,
     grad_clip: float | None = 1.0,
+    precision: str = "fp32",
     progress: bool = True,
 ) -> list[float]:
-    """Run ``steps`` steps of gradient descent on ``diffusion_loss``; returns the per-step losses."""
+    """Run ``steps`` steps of gradient descent on ``diffusion_loss``; returns the per-step losses.
+
+    ``precision="bf16"`` runs the forward pass under bf16 autocast (weights and optimizer stay fp32):
+    on GPUs, and on CPUs with native bf16 (AVX512-BF16, AMX), about twice the throughput.
+    """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(batches):
         raise ValueError("batches must be a function step -> (x0, cond)")
     check_int("steps", steps, 1)
+    check_choice("precision", precision, ("fp32", "bf16"))
+    device = next(model.parameters()).device.type
     if grad_clip is not None:
         check_float("grad_clip", grad_clip, 0.0)
     optimizer = make_optimizer(model, lr)
@@ -58,7 +65,8 @@ def train(
     losses = []
     for step in tqdm(range(steps), desc="train", disable=not progress):
         x0, cond = batches(step)
-        loss = diffusion_loss(model, schedule, x0, cond, generator=generator, t_range=t_range)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = diffusion_loss(model, schedule, x0, cond, generator=generator, t_range=t_range)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:

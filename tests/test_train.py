@@ -60,3 +60,18 @@ def test_training_lowers_the_loss_and_is_deterministic():
 def test_bad_input(call, name):
     with pytest.raises(ValueError, match=rf"^{name}"):
         call()
+
+
+def test_bf16_training_runs_and_learns():
+    world = ShapesWorld(resolution=8, max_objects=1)
+
+    def batches(step):
+        scenes = world.sample(16, seed=step)
+        return world.render(scenes)[0], scenes.colour[:, 0]
+
+    torch.manual_seed(0)
+    model = DiT(DiTConfig(input_size=8, patch_size=2, in_channels=3, out_channels=3, hidden=32, depth=2, heads=2,
+                          num_classes=6))
+    losses = train(model, SCHEDULE, batches, 40, lr=3e-3, precision="bf16", progress=False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert sum(losses[-10:]) < 0.8 * sum(losses[:10])
