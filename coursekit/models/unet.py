@@ -10,6 +10,7 @@ weight for weight (``from_diffusers``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -341,8 +342,6 @@ _RENAMES = [  # diffusers name -> coursekit name, applied in order
 
 def convert_diffusers_state_dict(state_dict: dict, transformer: bool) -> dict:
     """A diffusers U-Net state dict renamed to coursekit's, with q, k, v fused as coursekit stores them."""
-    import re
-
     out = {}
     for key, value in state_dict.items():
         if not transformer:  # DDPM attention: coursekit keeps the projections in a sub-module ``attn``
@@ -426,7 +425,7 @@ def diffusers_unet(cfg: UNetConfig):
             down_block_types=["AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention],
             up_block_types=["AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention)],
         )
-    if cfg.context_dim is None or not cfg.mid_attention or cfg.linear_projection is None:
+    if cfg.context_dim is None or not cfg.mid_attention:
         raise ValueError("cfg must have context_dim and mid_attention for a diffusers UNet2DConditionModel twin")
     return UNet2DConditionModel(
         **common, cross_attention_dim=cfg.context_dim, attention_head_dim=cfg.heads,
