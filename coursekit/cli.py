@@ -47,6 +47,46 @@ def _bench(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .train import fit
+    from .zoo import recipe
+
+    r = recipe(args.recipe)
+    if args.steps is not None:
+        r = r.replace(steps=args.steps)
+    summary = fit(r, args.out, max_seconds=args.max_seconds, resume=not args.no_resume, progress=not args.quiet)
+    if "sha256" in summary:  # the main process's summary (the others have no weights file to report)
+        print(json.dumps(summary))
+    return 0
+
+
+def _eval(args) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.name, n=args.n, steps=args.steps, folder=args.folder)
+    print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+def _zoo(args) -> int:
+    from .zoo import CHECKPOINTS, build, card, names
+
+    if args.action == "list":
+        for name in names(args.folder or CHECKPOINTS):
+            info = card(name, args.folder or CHECKPOINTS)
+            print(f"{name}: {info['parameters'] / 1e6:.1f} M parameters, {info['steps']} steps on {info['trained_on']}")
+        return 0
+    overrides = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
+    cards = build(Path(args.folder or "zoo-build"), args.names or None, overrides, args.eval_n, args.eval_steps,
+                  notes=args.notes, runs=args.runs)
+    print(json.dumps([{k: c[k] for k in ("name", "steps", "wall_seconds", "sha256", "metrics")} for c in cards],
+                     indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .bench import BENCHMARKS
 
@@ -75,6 +115,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile coursekit's network")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_bench)
+
+    from .zoo import RECIPES
+
+    p = sub.add_parser("train", help="train a named recipe (resumes from OUT/checkpoint); works under accelerate launch")
+    p.add_argument("recipe", metavar="RECIPE", help=f"one of {', '.join(RECIPES)}")
+    p.add_argument("--out", required=True, help="folder for the checkpoint, loss log and final weights")
+    p.add_argument("--steps", type=int, default=None, help="total steps (default: the recipe's)")
+    p.add_argument("--max-seconds", type=float, default=None, help="training-time budget (default: the recipe's)")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoint exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("eval", help="measure a zoo model: caption accuracy (judged by shapes-classifier) or the "
+                                    "classifier's own accuracy")
+    p.add_argument("name", metavar="NAME", help="a model of the zoo (coursekit zoo list)")
+    p.add_argument("--n", type=int, default=None, help="samples (multiple of 32; default 256, 1024 for the classifier)")
+    p.add_argument("--steps", type=int, default=25, help="DDIM steps per sample (default: 25)")
+    p.add_argument("--folder", default=None, help="a folder of cards and weights (default: the shipped zoo)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=_eval)
+
+    p = sub.add_parser("zoo", help="list the shipped models, or build (train, evaluate, card) them all")
+    p.add_argument("action", choices=["list", "build"])
+    p.add_argument("names", nargs="*", help="recipes to build (default: the classifier and the three diffusion models)")
+    p.add_argument("--folder", default=None, help="where cards and weights are (list) or go (build)")
+    p.add_argument("--set", action="append", metavar="KEY=JSON",
+                   help="override a diffusion recipe field for this build, e.g. --set batch_size=64")
+    p.add_argument("--runs", default=None, help="where training runs and their checkpoints go (default: FOLDER/runs)")
+    p.add_argument("--eval-n", type=int, default=None, help="evaluation samples (default 256 / 1024)")
+    p.add_argument("--eval-steps", type=int, default=25, help="DDIM steps in evaluation (default: 25)")
+    p.add_argument("--notes", default="", help="a note for the cards (e.g. why a run was cut short)")
+    p.set_defaults(run=_zoo)
 
     args = parser.parse_args(argv)
     return args.run(args)

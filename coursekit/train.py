@@ -1,13 +1,19 @@
-"""Training: the DDPM loop (Ho et al. 2020, Algorithm 1), small enough to run in a lesson.
+"""Training: the DDPM loop (Ho et al. 2020, Algorithm 1), and the trainer that makes the model zoo.
 
-``train`` takes a model, a schedule and a function that returns the batch of a given step, and
-returns the loss of every step. It is deterministic given ``seed`` (timesteps and noise come from
-its own generator) and uses AdamW, fused on CUDA.
+``train`` is the loop a lesson can run in seconds: a model, a schedule, a function that returns the
+batch of a step; deterministic given ``seed``. ``fit`` trains a named recipe (``zoo.RECIPES``) on
+``accelerate``: mixed precision, several processes or GPUs under ``accelerate launch``, EMA weights,
+caption dropout for classifier-free guidance, gradient clipping, a warm-up + cosine learning rate,
+a time budget, a loss log, and checkpoints it resumes from exactly.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +36,16 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> to
     if bool(params) and params[0].is_cuda:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+def optimize(loss: torch.Tensor, model: nn.Module, optimizer, grad_clip: float | None, accelerator=None) -> None:
+    """One update: zero the gradients, backpropagate, clip the gradient norm, step (through ``accelerator``
+    when given, which handles distributed gradients and loss scaling)."""
+    optimizer.zero_grad(set_to_none=True)
+    (accelerator.backward if accelerator else torch.Tensor.backward)(loss)
+    if grad_clip:
+        (accelerator.clip_grad_norm_ if accelerator else torch.nn.utils.clip_grad_norm_)(model.parameters(), grad_clip)
+    optimizer.step()
 
 
 def train(
@@ -67,11 +83,173 @@ def train(
         x0, cond = batches(step)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = diffusion_loss(model, schedule, x0, cond, generator=generator, t_range=t_range)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        optimize(loss, model, optimizer, grad_clip)
         losses.append(loss.item())
     model.eval()
     return losses
+
+
+# --- the zoo trainer ---------------------------------------------------------------------------------
+
+
+class EMA:
+    """An exponential moving average of the weights, the ones a diffusion model samples with (Polyak &
+    Juditsky 1992; DDPM, appendix B). The decay warms up as min(decay, (1 + n) / (10 + n))."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = check_float("decay", decay, 0.0, 1.0)
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].lerp_(v.detach().float(), 1 - d)
+
+    def copy_to(self, model: nn.Module) -> None:
+        state = model.state_dict()
+        model.load_state_dict({k: self.shadow[k].to(v.dtype) if k in self.shadow else v for k, v in state.items()})
+
+    def state_dict(self) -> dict:
+        return {"shadow": self.shadow, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shadow, self.updates = state["shadow"], state["updates"]
+
+
+def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up to 1, then a cosine decay to 0 at ``total`` (Loshchilov & Hutter,
+    "SGDR", ICLR 2017)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
+def make_batch(recipe, step: int, rank: int = 0, processes: int = 1) -> tuple[torch.Tensor, Any]:
+    """The batch of a step for one process: fresh shapes-world scenes from a seed fixed by (recipe seed,
+    step, process), so every run, resumed or not, sees the same data. Diffusion recipes get caption
+    token ids; the classifier gets per-cell labels."""
+    from .data.shapes import ShapesWorld
+    from .models.classifier import cell_targets
+    from .models.text import Tokenizer
+
+    if recipe.batch_size % processes:
+        raise ValueError(f"batch_size {recipe.batch_size} must divide among {processes} processes")
+    world = ShapesWorld(resolution=recipe.resolution, max_objects=recipe.max_objects)
+    scenes = world.sample(recipe.batch_size // processes, seed=(recipe.seed * 1_000_003 + step) * processes + rank)
+    images = world.render(scenes)[0]
+    if recipe.kind == "classifier":
+        return images, cell_targets(scenes)
+    return images, Tokenizer()(scenes.captions())
+
+
+def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: float | None = None,
+        resume: bool = True, progress: bool = True) -> dict:
+    """Train ``recipe`` into folder ``out``, resuming from ``out/checkpoint`` if it exists.
+
+    Stops after ``recipe.steps`` steps, or earlier after step ``stop_after`` or when the training time
+    (summed over resumed runs) passes ``max_seconds`` (default: the recipe's). Writes
+    ``out/<name>.safetensors`` (EMA weights, float16), ``out/<name>.train.json`` and ``out/loss.jsonl``.
+    Runs unchanged under ``accelerate launch`` (on CPUs: ``accelerate launch --multi_gpu
+    --num_processes N``, which starts N gloo processes when no GPU is present).
+    """
+    from accelerate import Accelerator
+    from torch.optim.lr_scheduler import LambdaLR
+
+    from .bench import machine
+    from .diffusion.schedules import make_schedule
+    from .models.classifier import classifier_loss
+    from .models.text import Tokenizer
+    from .zoo import build_model, save_weights
+
+    out = Path(out)
+    max_seconds = recipe.max_seconds if max_seconds is None else check_float("max_seconds", max_seconds, 0.0)
+    cuda = torch.cuda.is_available()
+    # precision is the recipe's, through torch.autocast: accelerate fixes its own mixed_precision once per
+    # process, and ``zoo build`` trains recipes of different precisions one after another
+    accelerator = Accelerator(cpu=not cuda)
+    rank, processes = accelerator.process_index, accelerator.num_processes
+    precision = recipe.mixed_precision
+
+    torch.manual_seed(recipe.seed)  # the same initial weights on every process
+    model = build_model(recipe)
+    ema = EMA(model, recipe.ema_decay)
+    optimizer = make_optimizer(model.to(accelerator.device), recipe.lr, recipe.weight_decay)
+    lr_schedule = LambdaLR(optimizer, warmup_cosine(recipe.warmup, recipe.steps))
+    model, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
+    schedule = make_schedule(recipe.schedule) if recipe.kind == "diffusion" else None
+    generator = torch.Generator().manual_seed(recipe.seed * 7919 + rank)  # t, noise, caption dropout
+    empty = Tokenizer()([""])
+
+    step, elapsed = 0, 0.0
+    checkpoint = out / "checkpoint"
+    if resume and (checkpoint / "trainer.json").exists():
+        accelerator.load_state(str(checkpoint))
+        saved = json.loads((checkpoint / "trainer.json").read_text())
+        step, elapsed = saved["step"], saved["elapsed"]
+        ema.load_state_dict(torch.load(checkpoint / "ema.pt", weights_only=True))
+        generator.set_state(torch.load(checkpoint / f"generator_{rank}.pt", weights_only=True))
+
+    def save_checkpoint() -> None:
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(checkpoint))
+        torch.save(generator.get_state(), checkpoint / f"generator_{rank}.pt")
+        if accelerator.is_main_process:
+            torch.save(ema.state_dict(), checkpoint / "ema.pt")
+            (checkpoint / "trainer.json").write_text(json.dumps({"step": step, "elapsed": elapsed}))
+        accelerator.wait_for_everyone()
+
+    out.mkdir(parents=True, exist_ok=True)
+    last = min(recipe.steps, stop_after) if stop_after is not None else recipe.steps
+    bar = tqdm(total=last, initial=step, desc=recipe.name, disable=not (progress and accelerator.is_main_process))
+    log = open(out / "loss.jsonl", "a") if accelerator.is_main_process else None
+    model.train()
+    start = time.perf_counter() - elapsed
+    while step < last:
+        x0, target = make_batch(recipe, step, rank, processes)
+        x0 = x0.to(accelerator.device)
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            if recipe.kind == "classifier":
+                loss = classifier_loss(model(x0), target)
+            else:  # caption dropout: some captions become the empty caption, the unconditional input
+                drop = torch.rand(len(target), generator=generator) < recipe.caption_dropout
+                ids = torch.where(drop[:, None], empty, target).to(accelerator.device)
+                loss = diffusion_loss(model, schedule, x0, ids, generator=generator)
+        optimize(loss, model, optimizer, recipe.grad_clip, accelerator)
+        lr_schedule.step()
+        ema.update(accelerator.unwrap_model(model))
+        step += 1
+        elapsed = time.perf_counter() - start
+        if log is not None and (step % 10 == 0 or step == last):
+            log.write(json.dumps({"step": step, "loss": round(loss.item(), 6), "lr": lr_schedule.get_last_lr()[0],
+                                  "seconds": round(elapsed, 2)}) + "\n")
+            log.flush()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        over = torch.tensor([float(max_seconds is not None and elapsed > max_seconds)], device=accelerator.device)
+        if accelerator.reduce(over, "max").item() > 0:
+            break
+        if step % recipe.save_every == 0:
+            save_checkpoint()
+    bar.close()
+    if log is not None:
+        log.close()
+    save_checkpoint()
+
+    summary = {"name": recipe.name, "steps": step, "wall_seconds": round(elapsed, 1), "processes": processes,
+               "precision": precision, "hardware": machine(), "finished": step >= recipe.steps}
+    if accelerator.is_main_process:
+        final = build_model(recipe)
+        ema.copy_to(final)
+        summary["parameters"] = sum(p.numel() for p in final.parameters())
+        summary["sha256"] = save_weights(final, out / f"{recipe.name}.safetensors")
+        (out / f"{recipe.name}.train.json").write_text(json.dumps(summary, indent=2))
+    accelerator.wait_for_everyone()
+    return summary

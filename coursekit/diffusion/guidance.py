@@ -17,7 +17,8 @@ class ClassifierFreeGuidance:
     ``guidance_scale`` s = 1 + w: scale 1 is the conditional model, 0 the unconditional one, and
     s > 1 pushes samples towards what distinguishes ``cond`` from ``uncond``. The result meets the
     denoiser protocol, so every sampler and editing method accepts it. ``scale`` may be changed
-    between calls (e.g. by a widget).
+    between calls (e.g. by a widget). A tensor ``uncond`` with batch 1 stands for every sample; when
+    ``cond`` and ``uncond`` are tensors of one shape, both predictions come from one batched call.
     """
 
     def __init__(self, denoiser: Denoiser, scale: float, uncond: Any = None):
@@ -31,10 +32,16 @@ class ClassifierFreeGuidance:
         scale = check_float("scale", self.scale)
         if scale == 1:
             return self.denoiser(x_t, t, cond)
-        eps_uncond = self.denoiser(x_t, t, self.uncond)
+        uncond = self.uncond
+        if isinstance(uncond, torch.Tensor) and uncond.shape[0] == 1 and x_t.shape[0] > 1:
+            uncond = uncond.expand(x_t.shape[0], *uncond.shape[1:])
         if scale == 0:
-            return eps_uncond
-        eps_cond = self.denoiser(x_t, t, cond)
+            return self.denoiser(x_t, t, uncond)
+        if isinstance(uncond, torch.Tensor) and isinstance(cond, torch.Tensor) and uncond.shape == cond.shape:
+            both = self.denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([uncond, cond]))
+            eps_uncond, eps_cond = both.chunk(2)
+        else:
+            eps_uncond, eps_cond = self.denoiser(x_t, t, uncond), self.denoiser(x_t, t, cond)
         return eps_uncond + scale * (eps_cond - eps_uncond)
 
     def __repr__(self) -> str:

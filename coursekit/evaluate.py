@@ -1,0 +1,96 @@
+"""Measuring the zoo's models: does a generated image show what its caption says?
+
+The shapes world knows the attributes behind every caption, and ``shapes-classifier`` reads them
+back from pixels, so caption accuracy is a plain count: per attribute (shape, colour, size,
+position, background) and joint (the whole scene right). Work is split into chunks of 32 samples,
+chunk c drawn from seed ``seed * 1000 + c``, so a test can re-measure chunk 0 of a model card's
+claim exactly, with fewer samples.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_float, check_int
+from .data.shapes import Scenes, ShapesWorld
+from .models.classifier import cell_targets
+
+CHUNK = 32
+
+
+def scene_accuracy(pred: dict[str, torch.Tensor], scenes: Scenes) -> dict[str, torch.Tensor]:
+    """Per-image correctness (B,) bool of each attribute, given the classifier's predictions.
+
+    shape / colour / size: every object has it right; position: a predicted object in every object's
+    cell and nowhere else; background; joint: all of these.
+    """
+    target = cell_targets(scenes)
+    present = target["presence"] == 1
+    out = {}
+    for name in ("shape", "colour", "size"):
+        out[name] = ((pred[name] == target[name]) | ~present).all(1)
+    out["position"] = (pred["presence"] == target["presence"]).all(1)
+    out["background"] = pred["background"] == target["background"]
+    out["joint"] = out["shape"] & out["colour"] & out["size"] & out["position"] & out["background"]
+    return out
+
+
+def _summarise(per_chunk: list[dict[str, torch.Tensor]]) -> dict:
+    names = per_chunk[0].keys()
+    result = {name: round(torch.cat([c[name] for c in per_chunk]).float().mean().item(), 4) for name in names}
+    result["joint_per_chunk"] = [round(c["joint"].float().mean().item(), 4) for c in per_chunk]
+    return result
+
+
+def _chunks(n: int) -> int:
+    check_int("n", n, CHUNK)
+    if n % CHUNK:
+        raise ValueError(f"n must be a multiple of {CHUNK}, got {n}")
+    return n // CHUNK
+
+
+@torch.no_grad()
+def classifier_accuracy(classifier, n: int = 1024, seed: int = 0, max_objects: int = 3) -> dict:
+    """The judge's own accuracy on fresh procedural scenes it never trained on."""
+    world = ShapesWorld(resolution=classifier.resolution, max_objects=max_objects)
+    device = next(classifier.parameters()).device
+    per_chunk = []
+    for c in range(_chunks(n)):
+        scenes = world.sample(CHUNK, seed=seed * 1000 + c + 10**6)  # far from the training seeds
+        per_chunk.append(scene_accuracy(classifier.predict(world.render(scenes)[0].to(device)), scenes))
+    return {"n": n, **_summarise(per_chunk)}
+
+
+@torch.no_grad()
+def caption_accuracy(pipeline, classifier, n: int = 256, guidance: float = 3.0, steps: int = 25, seed: int = 0,
+                     max_objects: int = 2) -> dict:
+    """Generate one image per caption of n fresh scenes and score it with the classifier; also the
+    diversity: the mean RMS distance between two images of the same caption from different seeds."""
+    check_float("guidance", guidance)
+    world = ShapesWorld(resolution=pipeline.resolution, max_objects=max_objects)
+    per_chunk, spread = [], []
+    for c in range(_chunks(n)):
+        scenes = world.sample(CHUNK, seed=seed * 1000 + c)
+        captions = scenes.captions()
+        images = pipeline.generate(captions, guidance=guidance, steps=steps, seed=seed * 1000 + c)
+        pred = classifier.predict(images.clamp(-1, 1).to(next(classifier.parameters()).device))
+        per_chunk.append(scene_accuracy({k: v.cpu() for k, v in pred.items()}, scenes))
+        if c == 0:  # diversity on the first chunk: the same captions again, with other noise
+            again = pipeline.generate(captions, guidance=guidance, steps=steps, seed=seed * 1000 + 999)
+            spread.append(((images - again) ** 2).mean(dim=(1, 2, 3)).sqrt().mean().item())
+    return {"n": n, "guidance": guidance, "steps": steps, **_summarise(per_chunk),
+            "diversity_rms": round(sum(spread) / len(spread), 4)}
+
+
+def evaluate(name: str, n: int | None = None, steps: int = 25, guidances=(1.0, 3.0), device: str = "cpu",
+             folder=None) -> dict:
+    """The card metrics of a zoo model: classifier accuracy, or caption accuracy at each guidance
+    (judged by the ``shapes-classifier`` of the same folder)."""
+    from . import zoo
+
+    folder = folder or zoo.CHECKPOINTS
+    model = zoo.load(name, device=device, folder=folder)
+    if zoo.card(name, folder)["recipe"]["architecture"] == "classifier":
+        return {"classifier_accuracy": classifier_accuracy(model, n or 1024)}
+    judge = zoo.load("shapes-classifier", device=device, folder=folder)
+    return {f"guidance_{g:g}": caption_accuracy(model, judge, n or 256, g, steps) for g in guidances}

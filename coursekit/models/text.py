@@ -1,0 +1,130 @@
+"""Text conditioning: a word tokenizer for the shapes world's captions and a small Transformer encoder.
+
+The course's text-to-image models learn their text encoder from scratch together with the
+denoiser (there is no pretrained language model offline). As in Imagen and Stable Diffusion the
+encoder's per-token outputs feed cross-attention (Saharia et al. 2022, sec. 2.1; Rombach et al.
+2022, sec. 3.3); its first, [BOS] token serves as the pooled vector that adaLN models take (as
+BERT's [CLS]). The empty caption, [BOS] followed by padding, is the unconditional input of
+classifier-free guidance (Ho & Salimans 2022): training drops captions to it at random.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .._checks import check_int, check_tensor
+from .layers import Attention
+
+SPECIALS = ("[PAD]", "[UNK]", "[BOS]")
+PAD, UNK, BOS = 0, 1, 2
+
+
+def shapes_vocabulary() -> tuple[str, ...]:
+    """Every word the shapes world's captions use, in a fixed order."""
+    from ..data.shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
+
+    words = ["a", "an", "and", "on", "background", *SIZES, *COLOURS, *SHAPES, *BACKGROUNDS]
+    for phrase in POSITIONS:
+        words += phrase.split()
+    return tuple(dict.fromkeys(words))  # unique, first occurrence first
+
+
+class Tokenizer:
+    """Lower-cases, splits on anything that is not a letter, maps words to ids (unknown words to
+    [UNK], not an error), prepends [BOS] and pads to ``max_length``.
+
+    A caption with more than ``max_length - 1`` words raises a ValueError naming it: the encoder has
+    positions for ``max_length`` tokens only, and cutting a caption would silently change its meaning.
+    """
+
+    def __init__(self, words: Sequence[str] | None = None, max_length: int = 32):
+        words = tuple(words) if words is not None else shapes_vocabulary()
+        if len(set(words)) != len(words) or any(w in SPECIALS for w in words):
+            raise ValueError("words must be unique and must not contain the special tokens")
+        self.words = SPECIALS + words
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.max_length = check_int("max_length", max_length, 2)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def split(self, caption: str) -> list[str]:
+        if not isinstance(caption, str):
+            raise ValueError(f"caption must be a str, got {type(caption).__name__}")
+        return re.findall(r"[a-z]+", caption.lower())
+
+    def __call__(self, captions: Sequence[str]) -> torch.Tensor:
+        """Token ids (B, max_length) long."""
+        if isinstance(captions, str) or not isinstance(captions, Sequence):
+            raise ValueError(f"captions must be a list of str, got {type(captions).__name__}")
+        ids = torch.full((len(captions), self.max_length), PAD, dtype=torch.long)
+        for b, caption in enumerate(captions):
+            words = self.split(caption)
+            if len(words) > self.max_length - 1:
+                raise ValueError(f"caption has {len(words)} words, more than max_length - 1 = {self.max_length - 1}: "
+                                 f"{caption[:60]!r}...")
+            ids[b, 0] = BOS
+            ids[b, 1:len(words) + 1] = torch.tensor([self.index.get(w, UNK) for w in words], dtype=torch.long)
+        return ids
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """The words of each row of ids, without [BOS] and padding."""
+        check_tensor("ids", ids, ndim=2, floating=False)
+        return [" ".join(self.words[i] for i in row.tolist() if i not in (PAD, BOS)) for row in ids]
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm Transformer encoder block (Vaswani et al. 2017; pre-norm as in GPT-2)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(width), Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class TextEncoder(nn.Module):
+    """Token ids (B, L) -> per-token features (B, L, width) and the pooled [BOS] feature (B, width)."""
+
+    def __init__(self, vocab_size: int, width: int = 128, depth: int = 2, heads: int = 4, max_length: int = 32):
+        super().__init__()
+        check_int("vocab_size", vocab_size, len(SPECIALS) + 1)
+        check_int("depth", depth, 1)
+        self.max_length = check_int("max_length", max_length, 2)
+        self.width = check_int("width", width, 1)
+        self.token = nn.Embedding(vocab_size, width)
+        self.pos = nn.Parameter(torch.randn(1, max_length, width) * 0.02)
+        self.blocks = nn.ModuleList(EncoderBlock(width, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_tensor("ids", ids, shape=(None, self.max_length), floating=False)
+        h = self.token(ids) + self.pos  # (B, L, D)
+        for block in self.blocks:
+            h = block(h)
+        h = self.norm(h)
+        return h, h[:, 0]
+
+
+class TextConditioned(nn.Module):
+    """A denoiser whose ``cond`` is caption token ids: the encoder turns them into what the network
+    takes, the token features (cross-attention, U-ViT tokens) or the pooled vector (adaLN)."""
+
+    def __init__(self, network: nn.Module, encoder: TextEncoder, use: str):
+        super().__init__()
+        if use not in ("tokens", "pooled"):
+            raise ValueError(f"use must be 'tokens' or 'pooled', got {use!r}")
+        self.network, self.encoder, self.use = network, encoder, use
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        check_tensor("cond", cond, shape=(x.shape[0], self.encoder.max_length), floating=False)
+        tokens, pooled = self.encoder(cond)
+        return self.network(x, t, tokens if self.use == "tokens" else pooled)

@@ -1,0 +1,61 @@
+"""A pipeline bundles what methods need besides the denoiser: schedule, text encoder, image codec.
+
+DESIGN.md, "The one protocol": samplers and editing methods take a pipeline and never know which
+network is inside. The course's models work in pixel space, so the codec is the identity; a latent
+model (Stable Diffusion) would plug a VAE in as ``encode``/``decode``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._checks import check_float, check_int
+from .diffusion import ClassifierFreeGuidance, DDIMSampler, NoiseSchedule, sample
+from .models.text import Tokenizer
+
+
+@dataclass
+class Pipeline:
+    """denoiser(x_t, t, ids): a text-conditioned network whose ``cond`` is caption token ids."""
+
+    denoiser: nn.Module
+    schedule: NoiseSchedule
+    tokenizer: Tokenizer
+    resolution: int = 32
+    channels: int = 3
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def encode_text(self, captions: Sequence[str]) -> torch.Tensor:
+        """Caption token ids (B, L) on the model's device; "" is the unconditional input."""
+        return self.tokenizer(captions).to(self.device)
+
+    def guided(self, scale: float) -> ClassifierFreeGuidance:
+        """The denoiser with classifier-free guidance towards the caption, against the empty caption."""
+        return ClassifierFreeGuidance(self.denoiser, check_float("scale", scale), uncond=self.encode_text([""]))
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] to the space the model denoises (pixel space: unchanged)."""
+        return images
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Back from the model's space to images (pixel space: unchanged)."""
+        return x
+
+    @torch.no_grad()
+    def generate(self, captions: Sequence[str], guidance: float = 3.0, steps: int = 50, seed: int = 0,
+                 sampler=None, progress: bool = False) -> torch.Tensor:
+        """Images (B, C, R, R) for the captions: DDIM from seeded noise, x0 clipped to [-1, 1] by default."""
+        check_int("seed", seed, 0)
+        sampler = sampler or DDIMSampler(check_int("steps", steps, 1), clip_sample=1.0)
+        g = torch.Generator().manual_seed(seed)
+        x_T = torch.randn(len(captions), self.channels, self.resolution, self.resolution, generator=g).to(self.device)
+        x0 = sample(self.guided(guidance), self.schedule, x_T, sampler, cond=self.encode_text(captions),
+                    generator=g, progress=progress)
+        return self.decode(x0)

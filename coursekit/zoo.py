@@ -1,0 +1,238 @@
+"""The course model zoo: named training recipes, and the checkpoints they produced, shipped with the package.
+
+Every shipped model is a safetensors file plus a JSON model card in ``coursekit/checkpoints/``: the
+recipe, seed, steps, wall time, hardware, measured metrics, code version and the file's sha256.
+``load(name)`` refuses a file whose hash does not match its card. ``coursekit train RECIPE`` (see
+``train.py``) reproduces any of them; ``coursekit zoo build`` trains, evaluates and writes them all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_float, check_int
+
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+KINDS = ("diffusion", "classifier")
+ARCHITECTURES = ("unet", "dit", "uvit", "classifier")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a trained model. ``model`` overrides the architecture's config fields."""
+
+    name: str
+    architecture: str
+    steps: int
+    batch_size: int
+    lr: float
+    warmup: int = 100
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    grad_clip: float = 1.0
+    mixed_precision: str = "bf16"
+    seed: int = 0
+    resolution: int = 32
+    max_objects: int = 2
+    schedule: str = "cosine"
+    max_seconds: float | None = None
+    save_every: int = 500
+    model: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_choice("architecture", self.architecture, ARCHITECTURES)
+        for name in ("steps", "batch_size", "save_every"):
+            check_int(name, getattr(self, name), 1)
+        check_int("warmup", self.warmup, 0)
+        check_float("lr", self.lr, 0.0)
+        check_float("ema_decay", self.ema_decay, 0.0, 1.0)
+        check_float("caption_dropout", self.caption_dropout, 0.0, 1.0)
+        check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
+
+    @property
+    def kind(self) -> str:
+        return "classifier" if self.architecture == "classifier" else "diffusion"
+
+    def replace(self, **changes) -> Recipe:
+        return Recipe(**{**asdict(self), **changes})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Recipe:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"recipe has unknown fields {unknown}")
+        return cls(**data)
+
+
+# GPU budgets: one H100/H200 trains all four within 10 minutes (coursekit zoo build).
+RECIPES = {r.name: r for r in (
+    Recipe("shapes-unet", "unet", steps=4000, batch_size=256, lr=4e-4, max_seconds=150),
+    Recipe("shapes-dit", "dit", steps=4000, batch_size=256, lr=4e-4, max_seconds=150),
+    Recipe("shapes-uvit", "uvit", steps=4000, batch_size=256, lr=4e-4, max_seconds=150),
+    Recipe("shapes-classifier", "classifier", steps=2000, batch_size=128, lr=2e-3, warmup=50, max_objects=3,
+           caption_dropout=0.0, mixed_precision="no", max_seconds=600),
+    # a few-second recipe for tests and for trying the trainer on a laptop
+    Recipe("tiny-unet", "unet", steps=20, batch_size=8, lr=1e-3, warmup=2, save_every=10, resolution=16,
+           mixed_precision="no", model=dict(channels=(32, 32), attention=(False, True), heads=(2, 2))),
+)}
+
+
+def recipe(name: str) -> Recipe:
+    """The named recipe; an unknown name lists the known ones."""
+    if name not in RECIPES:
+        raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
+    return RECIPES[name]
+
+
+def build_model(r: Recipe) -> nn.Module:
+    """A freshly initialised model for the recipe (deterministic under ``torch.manual_seed``)."""
+    from .models import DiT, DiTConfig, UNet, UViT, UViTConfig, unet_shapes
+    from .models.classifier import ShapesClassifier
+    from .models.text import TextConditioned, TextEncoder, Tokenizer
+
+    if r.architecture == "classifier":
+        return ShapesClassifier(resolution=r.resolution, **r.model)
+    tokenizer = Tokenizer()
+    encoder = TextEncoder(len(tokenizer), width=128, max_length=tokenizer.max_length)
+    if r.architecture == "unet":
+        return TextConditioned(UNet(unet_shapes(**r.model)), encoder, "tokens")
+    if r.architecture == "dit":
+        cfg = dict(input_size=r.resolution, patch_size=2, in_channels=3, out_channels=3, hidden=256, depth=5,
+                   heads=4, num_classes=None, cond_dim=128)
+        return TextConditioned(DiT(DiTConfig(**{**cfg, **r.model})), encoder, "pooled")
+    cfg = dict(image_size=r.resolution, patch_size=2, in_channels=3, hidden=256, depth=7, heads=4,
+               context_dim=128, context_len=tokenizer.max_length)
+    return TextConditioned(UViT(UViTConfig(**{**cfg, **r.model})), encoder, "tokens")
+
+
+# --- checkpoints and cards -------------------------------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(model: nn.Module, path: Path, dtype: torch.dtype = torch.float16) -> str:
+    """Write the model's state dict as safetensors in ``dtype`` (floating tensors only); returns the sha256."""
+    from safetensors.torch import save_file
+
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+    return sha256(path)
+
+
+def names(folder: Path = CHECKPOINTS) -> list[str]:
+    """The models that have a card in ``folder``."""
+    return sorted(p.stem for p in Path(folder).glob("*.json"))
+
+
+def card(name: str, folder: Path = CHECKPOINTS) -> dict:
+    """The model card of a shipped model."""
+    path = Path(folder) / f"{name}.json"
+    if not path.exists():
+        raise ValueError(f"name must be one of the zoo's models {names(folder)}, got {name!r}")
+    return json.loads(path.read_text())
+
+
+def load(name: str, device: str | torch.device = "cpu", folder: Path = CHECKPOINTS):
+    """A shipped model, ready to use: a ``Pipeline`` for diffusion models, the classifier otherwise.
+
+    The weights file must have the sha256 its card records; anything else is refused, never loaded.
+    Weights are stored in 16 bits and loaded into a float32 model (the card's ``dtype`` says so).
+    """
+    from safetensors.torch import load_file
+
+    from .diffusion import make_schedule
+    from .models.text import Tokenizer
+    from .pipeline import Pipeline
+
+    info = card(name, folder)
+    weights = Path(folder) / info["file"]
+    if not weights.exists():
+        raise ValueError(f"{name}: weights file {weights} is missing")
+    digest = sha256(weights)
+    if digest != info["sha256"]:
+        raise ValueError(f"{name}: {weights.name} has sha256 {digest[:12]}..., but its card records "
+                         f"{info['sha256'][:12]}...; refusing to load a file that is not the one the card describes")
+    r = Recipe.from_dict(info["recipe"])
+    torch.manual_seed(0)
+    model = build_model(r)
+    state = load_file(str(weights))
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        raise ValueError(f"{name}: the weights do not fit the recipe's model: {sorted(set(state) ^ set(expected))[:5]}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    model = model.to(device).eval()
+    if r.kind == "classifier":
+        return model
+    return Pipeline(model, make_schedule(r.schedule), Tokenizer(), resolution=r.resolution)
+
+
+def code_version() -> str:
+    """coursekit's version, plus the git commit when running from a checkout."""
+    import subprocess
+
+    from . import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def write_card(r: Recipe, trained: Path, folder: Path, metrics: dict | None = None, notes: str = "") -> dict:
+    """Copy the weights ``fit`` wrote in ``trained`` into ``folder`` and write their model card there."""
+    import shutil
+
+    summary = json.loads((Path(trained) / f"{r.name}.train.json").read_text())
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"{r.name}.safetensors"
+    shutil.copyfile(Path(trained) / weights.name, weights)
+    info = {
+        "name": r.name, "file": weights.name, "sha256": sha256(weights), "dtype": "float16",
+        "bytes": weights.stat().st_size, "parameters": summary["parameters"], "recipe": asdict(r),
+        "seed": r.seed, "steps": summary["steps"], "finished": summary["finished"],
+        "wall_seconds": summary["wall_seconds"], "processes": summary["processes"],
+        "precision": summary["precision"], "hardware": summary["hardware"],
+        "trained_on": summary["hardware"]["cuda"] or "cpu", "metrics": metrics or {},
+        "code_version": code_version(), "notes": notes,
+    }
+    (folder / f"{r.name}.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def build(folder: Path, names: list[str] | None = None, overrides: dict | None = None, eval_n: int | None = None,
+          eval_steps: int = 25, notes: str = "", runs: Path | None = None) -> list[dict]:
+    """Train, evaluate and write card after card: the classifier first (it judges the others), then each
+    diffusion recipe; every run resumes from ``runs/<name>/checkpoint`` (default runs: ``folder/runs``)."""
+    from .evaluate import evaluate
+    from .train import fit
+
+    names = names or ["shapes-classifier", "shapes-unet", "shapes-dit", "shapes-uvit"]
+    cards = []
+    for name in sorted(names, key=lambda n: RECIPES[n].architecture != "classifier"):
+        r = recipe(name)
+        if overrides and r.kind == "diffusion":
+            r = r.replace(**overrides)
+        run = Path(runs or Path(folder) / "runs") / name
+        fit(r, run)
+        write_card(r, run, folder, notes=notes)  # a card without metrics lets ``evaluate`` load the model
+        info = write_card(r, run, folder, metrics=evaluate(name, n=eval_n, steps=eval_steps, folder=folder),
+                          notes=notes)
+        cards.append(info)
+    return cards
