@@ -46,3 +46,75 @@ class ClassifierFreeGuidance:
 
     def __repr__(self) -> str:
         return f"ClassifierFreeGuidance(scale={self.scale}, uncond={self.uncond!r}, denoiser={self.denoiser!r})"
+
+
+def low_pass(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """phi_N of ILVR: average-pool by ``factor`` then upsample back (nearest), keeping only coarse structure."""
+    return torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, factor), scale_factor=factor,
+                                           mode="nearest")
+
+
+class PixelGuidance:
+    """Steer sampling towards a coarse colour layout: eps' = eps - scale * sqrt(1 - abar_t) * grad log p(layout | x_t).
+
+    With log p(layout | x_t) ~ -||pool(x0_hat(x_t)) - layout||^2 / 2, the gradient flows through the
+    denoiser's clean-image estimate, as in reconstruction / universal guidance (Ho et al., "Video
+    Diffusion Models", 2022, eq. 7; Bansal et al., "Universal Guidance", 2023) and classifier
+    guidance's eps form (Dhariwal & Nichol 2021, eq. 14). ``layout``: (B, C, H/f, W/f) in [-1, 1].
+    """
+
+    def __init__(self, denoiser: Denoiser, schedule, layout: torch.Tensor, scale: float, factor: int):
+        from .._checks import check_int, check_tensor
+
+        if not callable(denoiser):
+            raise ValueError(f"denoiser must be callable, got {type(denoiser).__name__}")
+        self.denoiser, self.schedule = denoiser, schedule
+        self.layout = check_tensor("layout", layout, ndim=4)
+        self.scale = check_float("scale", scale, 0.0)
+        self.factor = check_int("factor", factor, 1)
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        from .forward import x0_from_eps
+
+        if x_t.shape[-1] != self.layout.shape[-1] * self.factor or x_t.shape[0] != self.layout.shape[0]:
+            raise ValueError(f"layout must have shape (B, C, H/{self.factor}, W/{self.factor}) for x_t "
+                             f"{tuple(x_t.shape)}, got {tuple(self.layout.shape)}")
+        abar = self.schedule.abar(t, x_t)
+        with torch.enable_grad():
+            x = x_t.detach().requires_grad_(True)
+            eps = self.denoiser(x, t, cond)
+            x0 = x0_from_eps(x, eps, abar)
+            log_p = -0.5 * ((torch.nn.functional.avg_pool2d(x0, self.factor) - self.layout) ** 2).sum()
+            (grad,) = torch.autograd.grad(log_p, x)
+        return eps.detach() - self.scale * (1 - abar).sqrt() * grad
+
+
+class ILVR:
+    """Reference-image guidance: after every step of ``sampler``, replace the coarse structure of x by
+    that of the reference noised to the same level, x <- x - phi(x) + phi(q_sample(ref, t_prev)).
+
+    Choi et al., "ILVR: Conditioning Method for Denoising Diffusion Probabilistic Models", ICCV 2021,
+    Alg. 1 (phi = ``low_pass`` by ``factor``; larger factors keep less of the reference). Guidance
+    stops below ``stop_t`` so the model finishes the details. Meets the sampler protocol.
+    """
+
+    def __init__(self, sampler, reference: torch.Tensor, factor: int, noise_seed: int = 0, stop_t: int = 0):
+        from .._checks import check_int, check_tensor
+
+        self.sampler, self.reference = sampler, check_tensor("reference", reference, ndim=4)
+        self.factor, self.stop_t = check_int("factor", factor, 1), check_int("stop_t", stop_t, 0)
+        self.noise = torch.Generator().manual_seed(check_int("noise_seed", noise_seed, 0))
+
+    def plan(self, T: int) -> list[tuple[int, int]]:
+        return self.sampler.plan(T)
+
+    def step(self, model_output, t, prev_t, x, schedule, generator=None):
+        from .forward import q_sample, randn
+
+        x_prev, x0 = self.sampler.step(model_output, t, prev_t, x, schedule, generator)
+        if prev_t < self.stop_t:
+            return x_prev, x0
+        ref = self.reference.to(x_prev)
+        if prev_t >= 0:
+            ref = q_sample(ref, prev_t, randn(ref.shape, self.noise, ref.device, ref.dtype), schedule)
+        return x_prev - low_pass(x_prev, self.factor) + low_pass(ref, self.factor), x0

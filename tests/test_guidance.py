@@ -1,0 +1,54 @@
+"""Pixel (layout) guidance and ILVR reference guidance, checked with the exact image-mixture denoiser."""
+
+import pytest
+import torch
+
+import coursekit.diffusion as d
+from coursekit.data import GaussianMixture, ShapesWorld
+from coursekit.diffusion.guidance import ILVR, PixelGuidance, low_pass
+from coursekit.models import MixtureDenoiser
+
+SCHEDULE = d.linear()
+WORLD = ShapesWorld(resolution=16, max_objects=2)
+TRAIN = WORLD.render(WORLD.sample(16, seed=1))[0]
+DENOISER = MixtureDenoiser(GaussianMixture.from_images(TRAIN, std=0.05), SCHEDULE)
+
+
+def nearest(images):
+    return torch.cdist(images.flatten(1), TRAIN.flatten(1)).argmin(1)
+
+
+def test_pixel_guidance_steers_samples_to_the_layout():
+    """The exact denoiser can only return one of its 16 images; a coarse 4x4 colour layout of image 5
+    makes the sampler pick image 5 (measured: 6/8 at scale 30, 5/8 at 10, 1/8 at 1; 0/8 unguided)."""
+    x_T = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    layout = torch.nn.functional.avg_pool2d(TRAIN[5:6], 4).expand(8, -1, -1, -1)
+    plain = d.sample(DENOISER, SCHEDULE, x_T, d.DDIMSampler(25), progress=False)
+    guided = d.sample(PixelGuidance(DENOISER, SCHEDULE, layout, scale=30.0, factor=4), SCHEDULE, x_T,
+                      d.DDIMSampler(25), progress=False)
+    assert (nearest(guided) == 5).float().mean() >= 0.6 and (nearest(plain) == 5).float().mean() <= 0.125
+
+
+def test_ilvr_copies_the_references_coarse_structure():
+    """Measured gap of the 4x4-pooled images to the reference's: 0.545 unguided, 0.0027 with ILVR (factor 4);
+    with factor 2 every sample becomes the reference image itself."""
+    x_T = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    reference = TRAIN[3:4].expand(8, -1, -1, -1)
+    plain = d.sample(DENOISER, SCHEDULE, x_T, d.DDIMSampler(25), progress=False)
+    guided = d.sample(DENOISER, SCHEDULE, x_T, ILVR(d.DDIMSampler(25), reference, factor=4), progress=False)
+    gap = lambda x: (low_pass(x, 4) - low_pass(reference, 4)).abs().mean().item()  # noqa: E731
+    assert gap(guided) < 0.05 * gap(plain)
+    finer = d.sample(DENOISER, SCHEDULE, x_T, ILVR(d.DDIMSampler(25), reference, factor=2), progress=False)
+    assert (nearest(finer) == 3).all()
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: PixelGuidance(DENOISER, SCHEDULE, torch.zeros(3, 4, 4), 1.0, 4), "layout"),
+    (lambda: PixelGuidance(DENOISER, SCHEDULE, torch.zeros(1, 3, 4, 4), -1.0, 4), "scale"),
+    (lambda: PixelGuidance(DENOISER, SCHEDULE, torch.zeros(2, 3, 4, 4), 1.0, 4)(
+        torch.zeros(2, 3, 8, 8), torch.tensor([5, 5]), None), "layout"),
+    (lambda: ILVR(d.DDIMSampler(5), torch.zeros(3, 16, 16), 4), "reference"),
+])
+def test_bad_input(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        call()

@@ -1,0 +1,47 @@
+"""Tokenizer and text encoder for the shapes captions."""
+
+import pytest
+import torch
+
+from coursekit.data import ShapesWorld
+from coursekit.models.text import BOS, PAD, UNK, TextConditioned, TextEncoder, Tokenizer
+from coursekit.models import UNet, unet_shapes
+
+
+def test_every_caption_of_the_world_tokenizes_without_unknown_words_and_decodes_back():
+    tok = Tokenizer()
+    captions = ShapesWorld(resolution=32, max_objects=3).sample(500, seed=0).captions()
+    ids = tok(captions)
+    assert ids.shape == (500, 32) and (ids[:, 0] == BOS).all() and not (ids == UNK).any()
+    assert tok.decode(ids) == captions
+
+
+def test_empty_unknown_and_too_long_captions():
+    tok = Tokenizer()
+    ids = tok(["", "a purple elephant", "A Large RED circle!"])
+    assert ids[0].tolist() == [BOS] + [PAD] * 31  # the unconditional input
+    assert ids[1, 3] == UNK  # an unknown word is a token, not an error
+    assert tok.decode(ids[2:]) == ["a large red circle"]
+    with pytest.raises(ValueError, match="^caption has 40 words"):
+        tok(["a " * 40])
+    with pytest.raises(ValueError, match="^captions must be a list"):
+        tok("a red circle")
+
+
+def test_encoder_outputs_tokens_and_pooled_bos_and_conditions_a_denoiser():
+    torch.manual_seed(0)
+    tok = Tokenizer()
+    enc = TextEncoder(len(tok))
+    tokens, pooled = enc(tok(["a small red circle on the left on a white background", ""]))
+    assert tokens.shape == (2, 32, 128) and torch.equal(pooled, tokens[:, 0])
+    model = TextConditioned(UNet(unet_shapes()), enc, "tokens").eval()
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([100, 100])
+    with torch.no_grad():
+        for m in model.modules():  # give cross-attention a visible effect at initialisation
+            if getattr(m, "attn2", None) is not None:
+                m.attn2.out.weight.mul_(10)
+        a = model(x, t, tok(["a small red circle on the left on a white background"] * 2))
+        b = model(x, t, tok(["a large blue square at the top on a black background"] * 2))
+    assert (a - b).abs().mean() > 1e-3
+    with pytest.raises(ValueError, match="^cond"):
+        model(x, t, torch.zeros(2, 16, dtype=torch.long))

@@ -1,0 +1,104 @@
+"""The model zoo: recipes, the trainer (determinism, exact resume, several processes), shipped checkpoints
+and the claims on their cards."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from coursekit import zoo
+from coursekit.evaluate import CHUNK, caption_accuracy, classifier_accuracy
+from coursekit.train import fit
+
+TINY = zoo.recipe("tiny-unet")
+
+
+def test_unknown_recipe_and_model_names_list_the_known_ones():
+    with pytest.raises(ValueError, match="shapes-unet"):
+        zoo.recipe("shapes-vae")
+    with pytest.raises(ValueError, match="^name must be one of the zoo's models"):
+        zoo.load("shapes-vae")
+    with pytest.raises(ValueError, match="^architecture"):
+        TINY.replace(architecture="resnet")
+    with pytest.raises(ValueError, match="unknown fields"):
+        zoo.Recipe.from_dict({**TINY.__dict__, "epochs": 3})
+
+
+def test_training_is_deterministic_and_resumes_exactly(tmp_path):
+    whole = fit(TINY, tmp_path / "whole", progress=False)
+    fit(TINY, tmp_path / "split", stop_after=10, progress=False)  # interrupted at step 10 ...
+    resumed = fit(TINY, tmp_path / "split", progress=False)  # ... and resumed from the checkpoint
+    assert whole["steps"] == resumed["steps"] == TINY.steps and whole["finished"]
+    assert whole["sha256"] == resumed["sha256"]
+    log = [json.loads(line) for line in (tmp_path / "split" / "loss.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [10, 20]
+
+
+def test_two_cpu_processes_under_accelerate_launch_train_the_same_kind_of_checkpoint(tmp_path):
+    single = fit(TINY.replace(steps=4), tmp_path / "one", progress=False)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "coursekit.cli", "train", "tiny-unet", "--out", str(tmp_path / "two"), "--steps", "4", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["processes"] == 2 and summary["steps"] == 4
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "one" / "tiny-unet.safetensors")), load_file(str(tmp_path / "two" / "tiny-unet.safetensors"))
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape and a[k].dtype == b[k].dtype for k in a)
+
+
+SHIPPED = zoo.names()
+
+
+def test_the_zoo_ships_every_model_within_its_size_budget():
+    assert set(SHIPPED) >= {"shapes-classifier", "shapes-unet", "shapes-dit", "shapes-uvit"}
+    sizes = [zoo.card(n)["bytes"] for n in SHIPPED]
+    assert max(sizes) <= 15e6 and sum(sizes) <= 60e6
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_cards_describe_their_files(name):
+    info = zoo.card(name)
+    path = zoo.CHECKPOINTS / info["file"]
+    assert path.stat().st_size == info["bytes"] and zoo.sha256(path) == info["sha256"]
+    for key in ("recipe", "seed", "steps", "wall_seconds", "hardware", "metrics", "code_version", "trained_on"):
+        assert key in info
+    zoo.Recipe.from_dict(info["recipe"])
+
+
+def test_a_tampered_checkpoint_is_refused(tmp_path):
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(zoo.CHECKPOINTS / f"shapes-classifier{suffix}", tmp_path)
+    zoo.load("shapes-classifier", folder=tmp_path)  # the copy loads ...
+    weights = tmp_path / "shapes-classifier.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="refusing to load"):
+        zoo.load("shapes-classifier", folder=tmp_path)  # ... one flipped bit does not
+
+
+def test_classifier_card_claim_holds_on_a_fresh_chunk():
+    """Chunk 0 of the card's measurement, re-measured: the same 32 scenes, so the same count (allowing
+    one image for float differences across machines); and the card's claim meets the 99% target."""
+    info = zoo.card("shapes-classifier")
+    claim = info["metrics"]["classifier_accuracy"]
+    assert claim["joint"] >= 0.99 and claim["n"] >= 1024
+    now = classifier_accuracy(zoo.load("shapes-classifier"), n=CHUNK)
+    assert abs(now["joint"] - claim["joint_per_chunk"][0]) <= 1 / CHUNK + 1e-9
+
+
+@pytest.mark.parametrize("name", ["shapes-unet", "shapes-dit", "shapes-uvit"])
+def test_diffusion_card_claims_hold_on_chunk_zero(name):
+    info = zoo.card(name)
+    claim = info["metrics"]["guidance_3"]
+    now = caption_accuracy(zoo.load(name), zoo.load("shapes-classifier"), n=CHUNK, guidance=3.0, steps=claim["steps"])
+    assert abs(now["joint"] - claim["joint_per_chunk"][0]) <= 1 / CHUNK + 1e-9
+    for attribute in ("shape", "colour", "size", "position", "background"):
+        assert 0.0 <= now[attribute] <= 1.0
