@@ -52,10 +52,11 @@ def _chunks(n: int) -> int:
 @torch.no_grad()
 def classifier_accuracy(classifier, n: int = 1024, seed: int = 0, max_objects: int = 3) -> dict:
     """The judge's own accuracy on fresh procedural scenes it never trained on."""
+    chunks = _chunks(n)
     world = ShapesWorld(resolution=classifier.resolution, max_objects=max_objects)
     device = next(classifier.parameters()).device
     per_chunk = []
-    for c in range(_chunks(n)):
+    for c in range(chunks):
         scenes = world.sample(CHUNK, seed=seed * 1000 + c + 10**6)  # far from the training seeds
         per_chunk.append(scene_accuracy(classifier.predict(world.render(scenes)[0].to(device)), scenes))
     return {"n": n, **_summarise(per_chunk)}
@@ -67,9 +68,10 @@ def caption_accuracy(pipeline, classifier, n: int = 256, guidance: float = 3.0, 
     """Generate one image per caption of n fresh scenes and score it with the classifier; also the
     diversity: the mean RMS distance between two images of the same caption from different seeds."""
     check_float("guidance", guidance)
+    chunks = _chunks(n)
     world = ShapesWorld(resolution=pipeline.resolution, max_objects=max_objects)
     per_chunk, spread = [], []
-    for c in range(_chunks(n)):
+    for c in range(chunks):
         scenes = world.sample(CHUNK, seed=seed * 1000 + c)
         captions = scenes.captions()
         images = pipeline.generate(captions, guidance=guidance, steps=steps, seed=seed * 1000 + c)

@@ -111,7 +111,7 @@ class EMA:
 
     def copy_to(self, model: nn.Module) -> None:
         state = model.state_dict()
-        model.load_state_dict({k: self.shadow[k].to(v.dtype) if k in self.shadow else v for k, v in state.items()})
+        model.load_state_dict({k: self.shadow[k].to(v) if k in self.shadow else v for k, v in state.items()})
 
     def state_dict(self) -> dict:
         return {"shadow": self.shadow, "updates": self.updates}
@@ -179,9 +179,9 @@ def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: 
     precision = recipe.mixed_precision
 
     torch.manual_seed(recipe.seed)  # the same initial weights on every process
-    model = build_model(recipe)
+    model = build_model(recipe).to(accelerator.device)
     ema = EMA(model, recipe.ema_decay)
-    optimizer = make_optimizer(model.to(accelerator.device), recipe.lr, recipe.weight_decay)
+    optimizer = make_optimizer(model, recipe.lr, recipe.weight_decay)
     lr_schedule = LambdaLR(optimizer, warmup_cosine(recipe.warmup, recipe.steps))
     model, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
     schedule = make_schedule(recipe.schedule) if recipe.kind == "diffusion" else None
@@ -221,26 +221,30 @@ def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: 
             else:  # caption dropout: some captions become the empty caption, the unconditional input
                 drop = torch.rand(len(target), generator=generator) < recipe.caption_dropout
                 ids = torch.where(drop[:, None], empty, target).to(accelerator.device)
-                loss = diffusion_loss(model, schedule, x0, ids, generator=generator)
+                loss = diffusion_loss(model, schedule, x0, ids, generator=generator,
+                                      prediction_type=recipe.prediction_type)
         optimize(loss, model, optimizer, recipe.grad_clip, accelerator)
         lr_schedule.step()
         ema.update(accelerator.unwrap_model(model))
         step += 1
+        bar.update(1)
+        if step % 10 and step != last:  # read the loss and the clock every 10 steps: each read waits for the GPU
+            continue
         elapsed = time.perf_counter() - start
-        if log is not None and (step % 10 == 0 or step == last):
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if log is not None:
             log.write(json.dumps({"step": step, "loss": round(loss.item(), 6), "lr": lr_schedule.get_last_lr()[0],
                                   "seconds": round(elapsed, 2)}) + "\n")
             log.flush()
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
         over = torch.tensor([float(max_seconds is not None and elapsed > max_seconds)], device=accelerator.device)
-        if accelerator.reduce(over, "max").item() > 0:
+        if accelerator.reduce(over, "max").item() > 0:  # every process stops at the same step
             break
         if step % recipe.save_every == 0:
             save_checkpoint()
     bar.close()
     if log is not None:
         log.close()
+    elapsed = time.perf_counter() - start
     save_checkpoint()
 
     summary = {"name": recipe.name, "steps": step, "wall_seconds": round(elapsed, 1), "processes": processes,

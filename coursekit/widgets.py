@@ -124,3 +124,28 @@ def dit_explorer():
         show, size=widgets.Dropdown(options=["S", "B", "L", "XL"], value="S", description="size"),
         patch=widgets.Dropdown(options=[8, 4, 2], value=2, description="patch"),
         image=widgets.Dropdown(options=[256, 512], value=256, description="image px"))
+
+
+def guidance_report(pipe, judge, scenes, scale: float, steps: int = 10, seed: int = 0) -> dict:
+    """Images for the scenes' captions at guidance ``scale`` and, per image, whether the judge reads the
+    caption's scene back from it (``evaluate.scene_accuracy``)."""
+    from .evaluate import scene_accuracy
+
+    images = pipe.generate(scenes.captions(), guidance=scale, steps=steps, seed=seed)
+    correct = scene_accuracy(judge.predict(images.clamp(-1, 1)), scenes)
+    return {"images": images, "correct": correct}
+
+
+def guidance_explorer(pipe, judge, scenes, steps: int = 10):
+    """A guidance-scale slider and a Sample button over ``guidance_report`` (sampling waits for the click)."""
+
+    def show(scale):
+        report = guidance_report(pipe, judge, scenes, scale, steps)
+        ok = report["correct"]["joint"].tolist()
+        show_images(report["images"], titles=["right" if good else "wrong" for good in ok], size=1.6,
+                    suptitle=f"guidance {scale}: {sum(ok)}/{len(ok)} scenes read back right")
+        plt.show()
+        return report
+
+    scale = widgets.FloatSlider(value=3.0, min=0.0, max=8.0, step=0.5, description="guidance")
+    return widgets.interactive(show, {"manual": True, "manual_name": "Sample"}, scale=scale)

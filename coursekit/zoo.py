@@ -42,6 +42,7 @@ class Recipe:
     resolution: int = 32
     max_objects: int = 2
     schedule: str = "cosine"
+    prediction_type: str = "v_prediction"
     max_seconds: float | None = None
     save_every: int = 500
     model: dict = field(default_factory=dict)
@@ -51,10 +52,13 @@ class Recipe:
         for name in ("steps", "batch_size", "save_every"):
             check_int(name, getattr(self, name), 1)
         check_int("warmup", self.warmup, 0)
+        if self.save_every % 10:
+            raise ValueError(f"save_every must be a multiple of 10 (the trainer checks every 10 steps), got {self.save_every}")
         check_float("lr", self.lr, 0.0)
         check_float("ema_decay", self.ema_decay, 0.0, 1.0)
         check_float("caption_dropout", self.caption_dropout, 0.0, 1.0)
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
+        check_choice("prediction_type", self.prediction_type, ("epsilon", "v_prediction"))
 
     @property
     def kind(self) -> str:
@@ -155,6 +159,7 @@ def load(name: str, device: str | torch.device = "cpu", folder: Path = CHECKPOIN
     from safetensors.torch import load_file
 
     from .diffusion import make_schedule
+    from .diffusion.forward import EpsilonDenoiser
     from .models.text import Tokenizer
     from .pipeline import Pipeline
 
@@ -177,7 +182,8 @@ def load(name: str, device: str | torch.device = "cpu", folder: Path = CHECKPOIN
     model = model.to(device).eval()
     if r.kind == "classifier":
         return model
-    return Pipeline(model, make_schedule(r.schedule), Tokenizer(), resolution=r.resolution)
+    schedule = make_schedule(r.schedule)
+    return Pipeline(EpsilonDenoiser(model, schedule, r.prediction_type), schedule, Tokenizer(), resolution=r.resolution)
 
 
 def code_version() -> str:

@@ -102,3 +102,15 @@ def test_diffusion_card_claims_hold_on_chunk_zero(name):
     assert abs(now["joint"] - claim["joint_per_chunk"][0]) <= 1 / CHUNK + 1e-9
     for attribute in ("shape", "colour", "size", "position", "background"):
         assert 0.0 <= now[attribute] <= 1.0
+
+
+def test_pipeline_generation_is_seeded_and_guidance_report_scores_it():
+    from coursekit.data import ShapesWorld
+    from coursekit.widgets import guidance_report
+
+    pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
+    scenes = ShapesWorld(resolution=32).sample(2, seed=0)
+    a = pipe.generate(scenes.captions(), guidance=2.0, steps=3, seed=5)
+    assert a.shape == (2, 3, 32, 32) and torch.equal(a, pipe.generate(scenes.captions(), guidance=2.0, steps=3, seed=5))
+    report = guidance_report(pipe, judge, scenes, 2.0, steps=3, seed=5)
+    assert torch.equal(report["images"], a) and report["correct"]["joint"].shape == (2,)

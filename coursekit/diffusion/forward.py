@@ -88,3 +88,21 @@ def randn(shape, generator: torch.Generator | None, device, dtype) -> torch.Tens
     check_generator("generator", generator)
     rand_device = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=rand_device, dtype=dtype).to(device)
+
+
+class EpsilonDenoiser(torch.nn.Module):
+    """Present a network trained to predict x0 or v as an eps-predicting denoiser, the protocol every
+    sampler and editing method speaks: eps = sqrt(abar) v + sqrt(1 - abar) x_t for v, and
+    (x_t - sqrt(abar) x0) / sqrt(1 - abar) for x0 (see ``x0_eps_from_output``)."""
+
+    def __init__(self, network: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str):
+        super().__init__()
+        self.network, self.schedule = network, schedule
+        self.prediction_type = check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        out = self.network(x_t, t, cond)
+        if self.prediction_type == "epsilon":
+            return out
+        t = check_timesteps("t", t, self.schedule.T, batch=x_t.shape[0]).expand(x_t.shape[0])
+        return x0_eps_from_output(out, x_t, self.schedule.abar(t, x_t), self.prediction_type)[1]

@@ -118,10 +118,12 @@ class TextConditioned(nn.Module):
     """A denoiser whose ``cond`` is caption token ids: the encoder turns them into what the network
     takes, the token features (cross-attention, U-ViT tokens) or the pooled vector (adaLN)."""
 
+    USES = ("tokens", "pooled")
+
     def __init__(self, network: nn.Module, encoder: TextEncoder, use: str):
         super().__init__()
-        if use not in ("tokens", "pooled"):
-            raise ValueError(f"use must be 'tokens' or 'pooled', got {use!r}")
+        if use not in self.USES:
+            raise ValueError(f"use must be one of {self.USES}, got {use!r}")
         self.network, self.encoder, self.use = network, encoder, use
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

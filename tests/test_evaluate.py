@@ -1,0 +1,40 @@
+"""Scoring scenes: per-attribute and joint correctness, and the classifier's targets."""
+
+import pytest
+import torch
+
+from coursekit.data import ShapesWorld
+from coursekit.evaluate import caption_accuracy, scene_accuracy
+from coursekit.models.classifier import ShapesClassifier, cell_targets
+
+WORLD = ShapesWorld(resolution=32, max_objects=3)
+
+
+def test_scene_accuracy_counts_each_attribute_and_the_whole_scene():
+    scenes = WORLD.sample(64, seed=0)
+    truth = cell_targets(scenes)
+    assert all(v.all() for v in scene_accuracy(truth, scenes).values())
+    wrong = {k: v.clone() for k, v in truth.items()}
+    b, cell = 3, int(scenes.position[3, 0])
+    wrong["colour"][b, cell] = (wrong["colour"][b, cell] + 1) % 6
+    result = scene_accuracy(wrong, scenes)
+    assert not result["colour"][b] and not result["joint"][b] and result["shape"][b] and result["colour"].sum() == 63
+    extra = {k: v.clone() for k, v in truth.items()}
+    empty_cell = int((truth["presence"][5] == 0).nonzero()[0])
+    extra["presence"][5, empty_cell] = 1  # an object the caption does not mention
+    assert not scene_accuracy(extra, scenes)["position"][5]
+
+
+def test_cell_targets_put_each_object_in_its_cell():
+    scenes = WORLD.sample(32, seed=1)
+    t = cell_targets(scenes)
+    assert (t["presence"].sum(1) == scenes.num_objects).all()
+    for b, n in scenes.present.nonzero().tolist():
+        cell = scenes.position[b, n]
+        assert t["shape"][b, cell] == scenes.shape[b, n] and t["colour"][b, cell] == scenes.colour[b, n]
+    assert (t["shape"][t["presence"] == 0] == -1).all()
+
+
+def test_caption_accuracy_needs_whole_chunks():
+    with pytest.raises(ValueError, match="^n must be a multiple of 32"):
+        caption_accuracy(None, ShapesClassifier(), n=40)
