@@ -10,7 +10,7 @@ from .forward import (
     x0_eps_from_output,
     x0_from_eps,
 )
-from .guidance import ClassifierFreeGuidance
+from .guidance import ILVR, ClassifierFreeGuidance, PixelGuidance, low_pass
 from .interop import from_diffusers, schedule_from_diffusers
 from .loss import diffusion_loss
 from .sampling import Denoiser, invert, predict_x0, sample
@@ -29,9 +29,10 @@ from .schedules import (
 from .spacing import SPACINGS, timesteps
 
 __all__ = [
-    "ClassifierFreeGuidance", "DDIMInverter", "DDIMSampler", "DDPMSampler", "Denoiser", "NoiseSchedule",
+    "ILVR", "ClassifierFreeGuidance", "DDIMInverter", "DDIMSampler", "DDPMSampler", "Denoiser", "NoiseSchedule",
+    "PixelGuidance",
     "PREDICTION_TYPES", "SCHEDULES", "SPACINGS", "cosine", "ddim_inverse_step", "ddim_step", "ddpm_step", "diffusion_loss",
-    "eps_from_x0", "from_diffusers", "invert", "linear", "logsnr_cosine", "logsnr_shifted_cosine", "make_schedule", "predict_x0", "q_sample",
+    "eps_from_x0", "from_diffusers", "invert", "linear", "logsnr_cosine", "logsnr_shifted_cosine", "low_pass", "make_schedule", "predict_x0", "q_sample",
     "sample", "scaled_linear", "schedule_from_diffusers", "shifted_cosine", "sigmoid", "timesteps", "v_from_x0_eps", "x0_eps_from_output",
     "x0_from_eps",
 ]
