@@ -226,11 +226,13 @@ def write_card(r: Recipe, trained: Path, folder: Path, metrics: dict | None = No
 def build(folder: Path, names: list[str] | None = None, overrides: dict | None = None, eval_n: int | None = None,
           eval_steps: int = 25, notes: str = "", runs: Path | None = None) -> list[dict]:
     """Train, evaluate and write card after card: the classifier first (it judges the others), then each
-    diffusion recipe; every run resumes from ``runs/<name>/checkpoint`` (default runs: ``folder/runs``)."""
+    diffusion recipe; every run resumes from ``runs/<name>/checkpoint`` (default runs: ``folder/runs``).
+    Evaluation runs on the GPU when there is one."""
     from .evaluate import evaluate
     from .train import fit
 
     names = names or ["shapes-classifier", "shapes-unet", "shapes-dit", "shapes-uvit"]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     cards = []
     for name in sorted(names, key=lambda n: RECIPES[n].architecture != "classifier"):
         r = recipe(name)
@@ -239,7 +241,7 @@ def build(folder: Path, names: list[str] | None = None, overrides: dict | None =
         run = Path(runs or Path(folder) / "runs") / name
         fit(r, run)
         write_card(r, run, folder, notes=notes)  # a card without metrics lets ``evaluate`` load the model
-        info = write_card(r, run, folder, metrics=evaluate(name, n=eval_n, steps=eval_steps, folder=folder),
-                          notes=notes)
+        metrics = evaluate(name, n=eval_n, steps=eval_steps, device=device, folder=folder)
+        info = write_card(r, run, folder, metrics=metrics, notes=notes)
         cards.append(info)
     return cards

@@ -6,6 +6,7 @@ Both sides see the same model outputs (a fixed nonlinear function of x and t) an
 1e-6 (float32), the tolerance the foundation issue sets.
 """
 
+import dataclasses
 import itertools
 
 import pytest
@@ -28,10 +29,12 @@ def fake_model(x, t, cond=None):
     return torch.tanh(0.7 * x + t.float().reshape(-1, *[1] * (x.ndim - 1)) / 1000.0)
 
 
-def run_both(reference, N, x, **step_kwargs):
-    """Step diffusers' ``reference`` and coursekit's equivalent side by side; return the worst gap."""
+def run_both(reference, N, x, ours=None, **step_kwargs):
+    """Step diffusers' ``reference`` and coursekit's equivalent (changed by ``ours``, if given) side by
+    side; return the worst gap."""
     reference.set_timesteps(N)
     schedule, sampler = from_diffusers(reference, eta=step_kwargs.get("eta", 0.0))
+    sampler = ours(sampler) if ours else sampler
     plan = sampler.plan(schedule.T)
     assert [t for t, _ in plan] == reference.timesteps.tolist()
     g_ref, g_ours = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
@@ -59,6 +62,18 @@ def test_ddim_matches_diffusers(x, beta_schedule, spacing):
                             steps_offset=offset, timestep_spacing=spacing, **BETAS[beta_schedule])
         worst, _ = run_both(ref, N, x, eta=eta)
         assert worst <= TOL, (N, eta, clip, alpha_one, offset, worst)
+
+
+def test_ddim_with_eps_rederived_from_the_clipped_x0_matches_diffusers(x):
+    """diffusers' ``use_clipped_model_output=True`` is coursekit's option of the same name; a narrow clip
+    range makes clipping happen at every step, and the option must change the trajectory."""
+    rederive = lambda sampler: dataclasses.replace(sampler, use_clipped_model_output=True)
+    for N, eta in itertools.product(STEPS, (0.0, 1.0)):
+        ref = DDIMScheduler(clip_sample=True, clip_sample_range=0.5)
+        worst, ours = run_both(ref, N, x, ours=rederive, eta=eta, use_clipped_model_output=True)
+        assert worst <= TOL, (N, eta, worst)
+        _, plain = run_both(DDIMScheduler(clip_sample=True, clip_sample_range=0.5), N, x, eta=eta)
+        assert (ours - plain).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize("beta_schedule", [*BETAS, "sigmoid"])

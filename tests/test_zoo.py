@@ -99,10 +99,10 @@ def test_diffusion_card_claims_hold_on_chunk_zero(name):
     info = zoo.card(name)
     claim = info["metrics"]["guidance_3"]
     now = caption_accuracy(zoo.load(name), zoo.load("shapes-classifier"), n=CHUNK, guidance=3.0, steps=claim["steps"])
-    # the same 32 captions and noise; another CPU's float rounding may send two trajectories elsewhere
+    # The same 32 captions and noise as the card's chunk 0 (and its diversity pairs), so the same numbers;
+    # the tolerance allows another CPU's float rounding to send two trajectories elsewhere.
     assert abs(now["joint"] - claim["joint_per_chunk"][0]) <= 2 / CHUNK + 1e-9
-    for attribute in ("shape", "colour", "size", "position", "background"):
-        assert 0.0 <= now[attribute] <= 1.0
+    assert now["diversity_rms"] == pytest.approx(claim["diversity_rms"], rel=0.05)
 
 
 def test_pipeline_generation_is_seeded_and_guidance_report_scores_it():

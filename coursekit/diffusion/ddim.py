@@ -39,6 +39,7 @@ def ddim_step(
     prediction_type: str = "epsilon",
     clip_sample: float | None = None,
     set_alpha_to_one: bool = True,
+    use_clipped_model_output: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step t -> prev_t (prev_t < 0 means "to clean data"). Returns (x_prev, x0_hat).
 
@@ -47,7 +48,11 @@ def ddim_step(
     with eq. 16: sigma_t = eta * sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).
     eta = 0 is deterministic DDIM; eta = 1 gives DDPM's posterior variance. Noise is drawn only
     when eta > 0 (``noise`` if given, else from ``generator``), as diffusers does. For prev_t < 0,
-    abar_prev is 1.0, or abar_0 when ``set_alpha_to_one`` is False. ``clip_sample`` clamps x0_hat.
+    abar_prev is 1.0, or abar_0 when ``set_alpha_to_one`` is False. ``clip_sample`` clamps x0_hat;
+    by default eps_hat stays the model's (diffusers' default), so x0_hat and eps_hat disagree about x_t
+    and the part of x0_hat that was clipped away re-enters x_prev through eps_hat.
+    ``use_clipped_model_output`` re-derives eps_hat = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t) from
+    the clipped x0_hat (diffusers' option of that name), keeping the step on the line through x_t.
     """
     t, prev_t = check_step_args(model_output, t, x_t, schedule, prev_t, prediction_type, clip_sample)
     eta = check_float("eta", eta, 0.0)
@@ -57,6 +62,8 @@ def ddim_step(
     x0, eps = x0_eps_from_output(model_output, x_t, abar_t, prediction_type)
     if clip_sample is not None:
         x0 = x0.clamp(-clip_sample, clip_sample)
+        if use_clipped_model_output:
+            eps = (x_t - abar_t**0.5 * x0) / (1 - abar_t) ** 0.5
 
     variance = ((1 - abar_prev) / (1 - abar_t)) * (1 - abar_t / abar_prev)  # eq. 16 without eta
     std = eta * variance**0.5
@@ -123,13 +130,17 @@ class _DDIMSettings(SamplerSettings):
 
 @dataclass(frozen=True)
 class DDIMSampler(_DDIMSettings):
-    """DDIM sampling over ``num_steps`` steps with noise level ``eta`` (0: deterministic)."""
+    """DDIM sampling over ``num_steps`` steps with noise level ``eta`` (0: deterministic); with
+    ``clip_sample``, ``use_clipped_model_output`` re-derives eps from the clipped x0 (see ``ddim_step``)."""
 
     eta: float = 0.0
+    use_clipped_model_output: bool = False
 
     def __post_init__(self):
         super().__post_init__()
         check_float("eta", self.eta, 0.0)
+        if not isinstance(self.use_clipped_model_output, bool):
+            raise ValueError(f"use_clipped_model_output must be a bool, got {self.use_clipped_model_output!r}")
 
     def plan(self, T: int) -> list[tuple[int, int]]:
         """(t, prev_t) for every step: the denoiser is called at t."""
@@ -139,7 +150,7 @@ class DDIMSampler(_DDIMSettings):
         return ddim_step(
             model_output, t, x, schedule, prev_t, eta=self.eta, generator=generator,
             prediction_type=self.prediction_type, clip_sample=self.clip_sample,
-            set_alpha_to_one=self.set_alpha_to_one,
+            set_alpha_to_one=self.set_alpha_to_one, use_clipped_model_output=self.use_clipped_model_output,
         )
 
 
