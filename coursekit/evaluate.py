@@ -35,6 +35,15 @@ def scene_accuracy(pred: dict[str, torch.Tensor], scenes: Scenes) -> dict[str, t
     return out
 
 
+def diversity_rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Sample diversity: the mean over images of the RMS distance between two images (B, C, H, W) drawn
+    for the same captions from different noise."""
+    if a.shape != b.shape or a.ndim != 4:
+        raise ValueError(f"a and b must be image batches (B, C, H, W) of one shape, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    return ((a - b) ** 2).mean(dim=(1, 2, 3)).sqrt().mean().item()
+
+
 def _summarise(per_chunk: list[dict[str, torch.Tensor]]) -> dict:
     names = per_chunk[0].keys()
     result = {name: round(torch.cat([c[name] for c in per_chunk]).float().mean().item(), 4) for name in names}
@@ -79,7 +88,7 @@ def caption_accuracy(pipeline, classifier, n: int = 256, guidance: float = 3.0, 
         per_chunk.append(scene_accuracy({k: v.cpu() for k, v in pred.items()}, scenes))
         if c == 0:  # diversity on the first chunk: the same captions again, with other noise
             again = pipeline.generate(captions, guidance=guidance, steps=steps, seed=seed * 1000 + 999)
-            spread.append(((images - again) ** 2).mean(dim=(1, 2, 3)).sqrt().mean().item())
+            spread.append(diversity_rms(images, again))
     return {"n": n, "guidance": guidance, "steps": steps, **_summarise(per_chunk),
             "diversity_rms": round(sum(spread) / len(spread), 4)}
 

@@ -38,3 +38,13 @@ def test_cell_targets_put_each_object_in_its_cell():
 def test_caption_accuracy_needs_whole_chunks():
     with pytest.raises(ValueError, match="^n must be a multiple of 32"):
         caption_accuracy(None, ShapesClassifier(), n=40)
+
+
+def test_diversity_is_the_mean_per_image_rms_distance_and_checks_its_inputs():
+    from coursekit.evaluate import diversity_rms
+
+    a = torch.zeros(2, 3, 4, 4)
+    b = torch.stack([torch.full((3, 4, 4), 0.5), torch.full((3, 4, 4), 1.5)])
+    assert diversity_rms(a, b) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="^a and b must be image batches"):
+        diversity_rms(a, b[:1])
