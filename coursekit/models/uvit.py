@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .._checks import check_float, check_index, check_int, check_tensor, check_timesteps
-from .layers import Attention, config_repr, timestep_embedding, unpatchify
+from .layers import Attention, TimestepMLP, config_repr, timestep_embedding, unpatchify
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class UViTConfig:
     context_len: int = 0
     skip: bool = True
     conv: bool = True
+    time_mlp: bool = False
 
     def __post_init__(self):
         for name in ("image_size", "patch_size", "in_channels", "hidden", "depth", "heads"):
@@ -96,6 +97,8 @@ class UViT(nn.Module):
             self.label = nn.Embedding(cfg.num_classes + 1, D)  # the last row is the null class
         if cfg.context_dim is not None:
             self.context = nn.Linear(cfg.context_dim, D)
+        # the official code's ``mlp_time_embed``: Linear -> SiLU -> Linear over the sinusoidal features
+        self.time_embed = TimestepMLP(D, D, flip_sin_to_cos=True, freq_shift=0) if cfg.time_mlp else None
         tokens = cfg.extras + (cfg.image_size // p) ** 2
         self.pos = nn.Parameter(torch.zeros(1, tokens, D))
         half = cfg.depth // 2
@@ -114,13 +117,19 @@ class UViT(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias) if m.bias is not None else None
         nn.init.trunc_normal_(self.pos, std=0.02)
+        if isinstance(self.final, nn.Conv2d):  # DIRAC_INIT
+            nn.init.dirac_(self.final.weight)
+            nn.init.zeros_(self.final.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         cfg = self.cfg
         check_tensor("x", x, shape=(None, cfg.in_channels, cfg.image_size, cfg.image_size), finite=False)
         B, D = x.shape[0], cfg.hidden
         t = check_timesteps("t", t, 2**62, batch=B).expand(B)
-        tokens = [timestep_embedding(t, D, flip_sin_to_cos=True, freq_shift=0)[:, None].to(x.dtype)]  # (B, 1, D)
+        if self.time_embed is not None:
+            tokens = [self.time_embed(t)[:, None].to(x.dtype)]  # (B, 1, D)
+        else:
+            tokens = [timestep_embedding(t, D, flip_sin_to_cos=True, freq_shift=0)[:, None].to(x.dtype)]
         if cfg.num_classes is not None:
             if cond is None:
                 cond = torch.full((B,), cfg.num_classes, dtype=torch.long, device=x.device)
@@ -147,6 +156,13 @@ class UViT(nn.Module):
     def extra_repr(self) -> str:
         return config_repr(self.cfg)
 
+
+
+def uvit_shapes(**overrides) -> UViTConfig:
+    """The course's text-to-image U-ViT for 32x32 shapes images: width 256, depth 7, 4 heads, patch 2,
+    the 32 caption tokens (128 wide) as tokens beside time and patches."""
+    return UViTConfig(**{**dict(image_size=32, patch_size=2, in_channels=3, hidden=256, depth=7, heads=4,
+                                context_dim=128, context_len=32), **overrides})
 
 
 def uvit_small(**overrides) -> UViTConfig:
