@@ -109,3 +109,28 @@ def test_vector_condition_and_null_class():
 def test_bad_config_or_input(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         call()
+
+
+def test_text_cross_attention_starts_at_zero_and_then_uses_the_tokens():
+    """PixArt-alpha's variant: adaLN-Zero on the pooled vector plus cross-attention to caption tokens in
+    every block, whose output projection starts at zero (so the block starts as before)."""
+    torch.manual_seed(0)
+    cfg = D.dit_shapes(input_size=8, depth=2, context_dim=16)
+    model = D.DiT(cfg).eval()
+    x, t, pooled = torch.randn(2, 3, 8, 8), torch.tensor([5, 500]), torch.randn(2, 128)
+    h = torch.randn(2, 16, 256)
+    c, c_tokens = model.embed_condition(t, pooled)
+    with torch.no_grad():
+        assert torch.equal(model.blocks[0].attend_text(h, torch.randn(2, 5, 16)), h)
+        for p in model.parameters():  # move off the zero initialisation
+            p.add_(torch.randn_like(p) * 0.05)
+        a, b = model(x, t, pooled, context=torch.randn(2, 5, 16)), model(x, t, pooled, context=torch.randn(2, 5, 16))
+    assert (a - b).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="^context must be given"):
+        model(x, t, pooled)
+    with pytest.raises(ValueError, match="^context must be None"):
+        D.DiT(D.dit_shapes(input_size=8, depth=1))(x, t, pooled, context=torch.randn(2, 5, 16))
+    with pytest.raises(ValueError, match="^context must have shape"):
+        model(x, t, pooled, context=torch.randn(2, 5, 8))
+    with pytest.raises(ValueError, match="^context_dim needs"):
+        D.dit_shapes(conditioning="cross-attention", context_dim=16)

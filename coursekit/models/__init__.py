@@ -5,13 +5,13 @@ Every one is called as ``eps = model(x_t, t, cond)`` (DESIGN.md, "The one protoc
 
 from .analytic import MixtureDenoiser
 from .counting import activation_shapes, count_macs, count_parameters
-from .dit import DIT_SIZES, DiT, DiTConfig, dit_b2, dit_l2, dit_s2, dit_xl2
+from .dit import DIT_SIZES, DiT, DiTConfig, dit_b2, dit_l2, dit_s2, dit_shapes, dit_xl2
 from .experts import Experts
 from .unet import UNet, UNetConfig, unet_ddpm_cifar10, unet_shapes
-from .uvit import UViT, UViTConfig, uvit_small
+from .uvit import UViT, UViTConfig, uvit_shapes, uvit_small
 
 __all__ = [
     "DIT_SIZES", "DiT", "DiTConfig", "Experts", "MixtureDenoiser", "UNet", "UNetConfig", "UViT", "UViTConfig",
-    "activation_shapes", "count_macs", "count_parameters", "dit_b2", "dit_l2", "dit_s2", "dit_xl2",
-    "unet_ddpm_cifar10", "unet_shapes", "uvit_small",
+    "activation_shapes", "count_macs", "count_parameters", "dit_b2", "dit_l2", "dit_s2", "dit_shapes", "dit_xl2",
+    "unet_ddpm_cifar10", "unet_shapes", "uvit_shapes", "uvit_small",
 ]

@@ -28,7 +28,11 @@ class DiTConfig:
     when ``class_dropout`` > 0, for classifier-free guidance), or a vector of width ``cond_dim``
     (e.g. a pooled text embedding), or nothing. ``freq_shift``: 0 is the official DiT timestep
     embedding, 1 is diffusers' ``DiTTransformer2DModel`` (see ``timestep_embedding``).
-    ``mlp_norm_eps``: the official code uses 1e-6, diffusers its ``norm_eps`` (1e-5)."""
+    ``mlp_norm_eps``: the official code uses 1e-6, diffusers its ``norm_eps`` (1e-5).
+    ``context_dim``: with it, every block also cross-attends to ``context`` tokens of that width
+    (a caption's per-token features) between self-attention and the MLP, as PixArt-alpha does
+    (Chen et al., ICLR 2024, sec. 2.3), so each object's words can reach the patches that draw it;
+    the condition vector still drives adaLN."""
 
     input_size: int = 32
     patch_size: int = 2
@@ -44,6 +48,7 @@ class DiTConfig:
     conditioning: str = "adaln-zero"
     freq_shift: float = 0.0
     mlp_norm_eps: float = 1e-6
+    context_dim: int | None = None
 
     def __post_init__(self):
         for name in ("input_size", "patch_size", "in_channels", "out_channels", "hidden", "depth", "heads"):
@@ -64,6 +69,11 @@ class DiTConfig:
         if self.cond_dim is not None:
             check_int("cond_dim", self.cond_dim, 1)
         check_choice("conditioning", self.conditioning, CONDITIONING)
+        if self.context_dim is not None:
+            check_int("context_dim", self.context_dim, 1)
+            if self.conditioning == "cross-attention":
+                raise ValueError("context_dim needs an adaLN or in-context conditioning: the cross-attention "
+                                 "variant already attends to its condition tokens")
 
     @property
     def tokens(self) -> int:
@@ -95,25 +105,35 @@ class DiTBlock(nn.Module):
         self.attn = Attention(D, cfg.heads)
         if self.mode == "cross-attention":  # attends to the two condition tokens [t, c]
             self.norm_cross, self.cross = nn.LayerNorm(D, eps=1e-6), Attention(D, cfg.heads, context_dim=D)
+        if cfg.context_dim is not None:  # PixArt-alpha's text cross-attention (its output starts at zero)
+            self.norm_text, self.text = nn.LayerNorm(D, eps=1e-6), Attention(D, cfg.heads, context_dim=cfg.context_dim)
         self.norm2 = nn.LayerNorm(D, elementwise_affine=not adaptive, eps=cfg.mlp_norm_eps)
         inner = int(D * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(D, inner), nn.GELU(approximate="tanh"), nn.Linear(inner, D))
         if adaptive:  # regress (shift, scale[, gate]) for both sub-layers from the condition vector
             self.ada = nn.Sequential(nn.SiLU(), nn.Linear(D, (6 if self.mode == "adaln-zero" else 4) * D))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, c_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, c_tokens: torch.Tensor,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         if self.mode == "adaln-zero":
             shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=1)  # 6 x (B, D)
             x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
+            x = self.attend_text(x, context)
             return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
         if self.mode == "adaln":
             shift1, scale1, shift2, scale2 = self.ada(c).chunk(4, dim=1)
             x = x + self.attn(modulate(self.norm1(x), shift1, scale1))
+            x = self.attend_text(x, context)
             return x + self.mlp(modulate(self.norm2(x), shift2, scale2))
         x = x + self.attn(self.norm1(x))  # (B, T, D); in-context: T includes the 2 condition tokens
         if self.mode == "cross-attention":
             x = x + self.cross(self.norm_cross(x), c_tokens)
+        x = self.attend_text(x, context)
         return x + self.mlp(self.norm2(x))
+
+    def attend_text(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """x + CrossAttn(LN(x), text tokens) where the block has text cross-attention (B, T, D)."""
+        return x if context is None else x + self.text(self.norm_text(x), context)
 
 
 class DiT(nn.Module):
@@ -164,6 +184,10 @@ class DiT(nn.Module):
             nn.init.zeros_(self.ada_out[1].bias)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        if self.cfg.context_dim is not None:  # PixArt-alpha: the text attention's projection starts at 0
+            for block in self.blocks:
+                nn.init.zeros_(block.text.out.weight)
+                nn.init.zeros_(block.text.out.bias)
 
     def embed_condition(self, t: torch.Tensor, cond) -> tuple[torch.Tensor, torch.Tensor]:
         """c = t_emb + y_emb (B, D), and the token pair [t_emb, y_emb] (B, 2, D) for the token variants."""
@@ -186,17 +210,25 @@ class DiT(nn.Module):
             y_emb = self.y_embed(cond.to(t_emb.dtype))
         return t_emb + y_emb, torch.stack([t_emb, y_emb], dim=1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``context``: (B, L, context_dim) text tokens, required by (and only for) a DiT with ``context_dim``."""
         cfg = self.cfg
         check_tensor("x", x, shape=(None, cfg.in_channels, cfg.input_size, cfg.input_size), finite=False)
         B = x.shape[0]
         t = check_timesteps("t", t, 2**62, batch=B).expand(B)
+        if (cfg.context_dim is None) != (context is None):
+            raise ValueError(f"context must be given (B, L, {cfg.context_dim}) tokens for a DiT with context_dim, "
+                             "and None otherwise" if cfg.context_dim else "context must be None: this DiT has no "
+                             "text cross-attention (context_dim=None)")
+        if context is not None:
+            check_tensor("context", context, shape=(B, None, cfg.context_dim), finite=False)
+            context = context.to(x.dtype)
         c, c_tokens = self.embed_condition(t, cond)  # (B, D), (B, 2, D)
         h = self.patch(x).flatten(2).transpose(1, 2) + self.pos  # patchify: (B, T, D)
         if cfg.conditioning == "in-context":
             h = torch.cat([c_tokens, h], dim=1)  # (B, 2 + T, D)
         for block in self.blocks:
-            h = block(h, c, c_tokens)
+            h = block(h, c, c_tokens, context)
         if cfg.conditioning == "in-context":
             h = h[:, 2:]  # drop the condition tokens
         h = self.norm_out(h)
@@ -226,6 +258,14 @@ dit_b8, dit_b4, dit_b2 = _size(12, 768, 12, 8), _size(12, 768, 12, 4), _size(12,
 dit_l8, dit_l4, dit_l2 = _size(24, 1024, 16, 8), _size(24, 1024, 16, 4), _size(24, 1024, 16, 2)
 dit_xl8, dit_xl4, dit_xl2 = _size(28, 1152, 16, 8), _size(28, 1152, 16, 4), _size(28, 1152, 16, 2)
 DIT_SIZES = {f"DiT-{s}/{p}": globals()[f"dit_{s.lower()}{p}"] for s in ("S", "B", "L", "XL") for p in (8, 4, 2)}
+
+
+def dit_shapes(**overrides) -> DiTConfig:
+    """The course's text-to-image DiT for 32x32 shapes images: width 256, depth 5, 4 heads, patch 2,
+    adaLN-Zero on the pooled 128-wide caption vector; ``context_dim=128`` adds PixArt-alpha's
+    cross-attention to the caption tokens."""
+    return DiTConfig(**{**dict(input_size=32, patch_size=2, in_channels=3, out_channels=3, hidden=256, depth=5,
+                               heads=4, num_classes=None, cond_dim=128), **overrides})
 
 
 # --- diffusers interop ----------------------------------------------------------------------------
