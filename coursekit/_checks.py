@@ -56,7 +56,10 @@ def check_tensor(
 ) -> torch.Tensor:
     """``x`` must be a tensor with the given number of dimensions / shape (``None`` = any size).
 
-    ``floating`` requires a floating dtype (an integer dtype otherwise); ``finite`` rejects NaN and inf.
+    ``floating`` requires a floating dtype (an integer dtype otherwise); ``finite`` rejects NaN and inf
+    where reading the values is cheap (``values_checkable``: CPU tensors). Functions called once per
+    sampling or training step would otherwise wait for the accelerator at every call; the entry points
+    (``sample``, ``invert``) check their input on any device once, with ``check_finite``.
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -74,7 +77,15 @@ def check_tensor(
         raise ValueError(f"{name} must have a floating dtype, got {x.dtype}")
     if not floating and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         raise ValueError(f"{name} must have an integer dtype, got {x.dtype}")
-    if finite and x.is_floating_point() and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
+    if finite and x.is_floating_point() and values_checkable(x):
+        check_finite(name, x)
+    return x
+
+
+def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
+    """``x`` must hold no NaN or inf, on any device (on an accelerator this waits for it: call it once
+    per public call, never inside a loop over steps)."""
+    if x.is_floating_point() and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, but it holds NaN or inf")
     return x
 

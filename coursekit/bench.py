@@ -13,6 +13,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -217,4 +218,93 @@ def bench_model(name: str, device: str | None = None, batch: int | None = None, 
     return row
 
 
-BENCHMARKS = {"shapes": bench_shapes, **{name: (lambda name=name, **kw: bench_model(name, **kw)) for name in CASES}}
+# --- the zoo trainer against the bare network step ---------------------------------------------------
+
+
+def bench_trainer(recipe: str = "shapes-unet", batch: int | None = None, steps: int | None = None, rounds: int = 2) -> dict:
+    """Images/s of the real zoo trainer (``train.fit``: batch rendering, caption dropout, the v-loss,
+    grad clipping, learning-rate schedule, EMA, logging) against the bare network step on the same
+    model and batch size, in the same run: zero_grad, forward, loss, backward, AdamW, nothing else.
+
+    The ratio trainer / bare is the share of the accelerator's time the trainer keeps the network busy. On
+    CUDA the row also counts the trainer's host synchronisations per step (torch's sync debug mode), over
+    the whole run including its start.
+    The trainer runs ``steps`` steps after 10 warm-up steps, timed from its loss log; the bare step is
+    timed in ``rounds`` rounds around it and the faster round counts (the conservative ratio). Runs on
+    CUDA when present (like ``fit``), in the recipe's precision.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from .diffusion.forward import q_sample, v_from_x0_eps
+    from .diffusion.schedules import make_schedule
+    from .train import fit, make_batch, make_optimizer
+    from .zoo import build_model, recipe as get_recipe
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    r = get_recipe(recipe)
+    if r.kind != "diffusion":
+        raise ValueError(f"recipe must be a text-to-image recipe, got {recipe!r}")
+    batch = check_int("batch", batch or (r.batch_size if cuda else 32), 1)
+    steps = check_int("steps", steps or (200 if cuda else 10), 10)
+    if steps % 10:
+        raise ValueError(f"steps must be a multiple of 10 (the trainer logs every 10 steps), got {steps}")
+    check_int("rounds", rounds, 1)
+    warm = 10
+    r = r.replace(batch_size=batch, steps=warm + steps, save_every=10 * (warm + steps), max_seconds=None)
+
+    torch.manual_seed(r.seed)
+    model = build_model(r).to(device)
+    optimizer = make_optimizer(model, r.lr)
+    schedule = make_schedule(r.schedule)
+    x0, ids = make_batch(r, 0, device=device)
+    g = torch.Generator(device).manual_seed(0)
+    t = torch.randint(0, schedule.T, (batch,), generator=g, device=device)
+    noise = torch.randn(x0.shape, generator=g, device=device)
+    x_t, v = q_sample(x0, t, noise, schedule), v_from_x0_eps(x0, noise, schedule.abar(t, x0))
+
+    def bare_step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=r.mixed_precision == "bf16"):
+            loss = F.mse_loss(model(x_t, t, ids).float(), v)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def timed_bare() -> float:
+        for _ in range(3):
+            bare_step()
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            bare_step()
+        if cuda:
+            torch.cuda.synchronize()
+        return batch * steps / (time.perf_counter() - start)
+
+    bare = [timed_bare()]
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings(record=True) as caught:
+        if cuda:  # count the trainer's host synchronisations (by design: one per 10 steps, to log the loss)
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fit(r, folder, resume=False, progress=False)
+        finally:
+            if cuda:
+                torch.cuda.set_sync_debug_mode("default")
+        log = {e["step"]: e["seconds"] for e in map(json.loads, (Path(folder) / "loss.jsonl").read_text().splitlines())}
+    syncs = sum("synchroniz" in str(w.message) for w in caught) if cuda else None
+    trainer = batch * steps / (log[warm + steps] - log[warm])
+    bare += [timed_bare() for _ in range(rounds - 1)]
+    return {"benchmark": f"trainer-{r.architecture}", "recipe": recipe, "device": torch.cuda.get_device_name(0) if cuda
+            else "cpu", "precision": r.mixed_precision, "batch": batch, "steps": steps,
+            "trainer_images_per_s": round(trainer, 2), "bare_step_images_per_s": round(max(bare), 2),
+            "bare_rounds_images_per_s": [round(b, 2) for b in bare], "ratio": round(trainer / max(bare), 3),
+            "host_syncs_per_step": None if syncs is None else round(syncs / (warm + steps), 2)}
+
+
+BENCHMARKS = {"shapes": bench_shapes, "trainer-unet": bench_trainer,
+              "trainer-dit": lambda **kw: bench_trainer("shapes-dit", **kw),
+              "trainer-uvit": lambda **kw: bench_trainer("shapes-uvit", **kw), **{name: (lambda name=name, **kw: bench_model(name, **kw)) for name in CASES}}

@@ -59,6 +59,7 @@ def train(
     t_range: tuple[int, int] | None = None,
     grad_clip: float | None = 1.0,
     precision: str = "fp32",
+    prediction_type: str = "epsilon",
     progress: bool = True,
 ) -> list[float]:
     """Run ``steps`` steps of gradient descent on ``diffusion_loss``; returns the per-step losses.
@@ -82,7 +83,8 @@ def train(
     for step in tqdm(range(steps), desc="train", disable=not progress):
         x0, cond = batches(step)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = diffusion_loss(model, schedule, x0, cond, generator=generator, t_range=t_range)
+            loss = diffusion_loss(model, schedule, x0, cond, generator=generator, t_range=t_range,
+                                  prediction_type=prediction_type)
         optimize(loss, model, optimizer, grad_clip)
         losses.append(loss.item())
     model.eval()
@@ -94,20 +96,25 @@ def train(
 
 class EMA:
     """An exponential moving average of the weights, the ones a diffusion model samples with (Polyak &
-    Juditsky 1992; DDPM, appendix B). The decay warms up as min(decay, (1 + n) / (10 + n))."""
+    Juditsky 1992; DDPM, appendix B). The decay warms up as min(decay, (1 + n) / (10 + n)).
+
+    The update is one multi-tensor ``lerp`` over every floating tensor (a few kernel launches, not one
+    per tensor), against aliases of the model's tensors taken once."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = check_float("decay", decay, 0.0, 1.0)
-        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items() if v.is_floating_point()}
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
         self.updates = 0
+        self._live: tuple[nn.Module, list[torch.Tensor]] | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        if self._live is None or self._live[0] is not model:  # state_dict() tensors share the weights' storage
+            state = model.state_dict()
+            self._live = (model, [state[k] for k in self.shadow])
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, v in model.state_dict().items():
-            if k in self.shadow:
-                self.shadow[k].lerp_(v.detach().float(), 1 - d)
+        torch._foreach_lerp_(list(self.shadow.values()), self._live[1], 1 - d)
 
     def copy_to(self, model: nn.Module) -> None:
         state = model.state_dict()
@@ -132,22 +139,28 @@ def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-def make_batch(recipe, step: int, rank: int = 0, processes: int = 1) -> tuple[torch.Tensor, Any]:
+def make_batch(recipe, step: int, rank: int = 0, processes: int = 1,
+               device: str | torch.device = "cpu") -> tuple[torch.Tensor, Any]:
     """The batch of a step for one process: fresh shapes-world scenes from a seed fixed by (recipe seed,
     step, process), so every run, resumed or not, sees the same data. Diffusion recipes get caption
-    token ids; the classifier gets per-cell labels."""
+    token ids; the classifier gets per-cell labels.
+
+    Scenes are drawn, rendered and tokenized on ``device`` by a generator of that device, so a GPU
+    trainer never waits for the CPU or copies a batch (the same seed gives other scenes on another
+    kind of device: each device has its own random stream)."""
     from .data.shapes import ShapesWorld
     from .models.classifier import cell_targets
-    from .models.text import Tokenizer
+    from .models.text import Tokenizer, caption_ids
 
     if recipe.batch_size % processes:
         raise ValueError(f"batch_size {recipe.batch_size} must divide among {processes} processes")
     world = ShapesWorld(resolution=recipe.resolution, max_objects=recipe.max_objects)
-    scenes = world.sample(recipe.batch_size // processes, seed=(recipe.seed * 1_000_003 + step) * processes + rank)
+    generator = torch.Generator(device).manual_seed((recipe.seed * 1_000_003 + step) * processes + rank)
+    scenes = world.sample(recipe.batch_size // processes, generator=generator)
     images = world.render(scenes)[0]
     if recipe.kind == "classifier":
         return images, cell_targets(scenes)
-    return images, Tokenizer()(scenes.captions())
+    return images, caption_ids(Tokenizer(), scenes)
 
 
 def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: float | None = None,
@@ -185,8 +198,9 @@ def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: 
     lr_schedule = LambdaLR(optimizer, warmup_cosine(recipe.warmup, recipe.steps))
     model, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
     schedule = make_schedule(recipe.schedule) if recipe.kind == "diffusion" else None
-    generator = torch.Generator().manual_seed(recipe.seed * 7919 + rank)  # t, noise, caption dropout
-    empty = Tokenizer()([""])
+    device = accelerator.device  # t, noise and caption dropout are drawn there: nothing is copied per step
+    generator = torch.Generator(device).manual_seed(recipe.seed * 7919 + rank)
+    empty = Tokenizer()([""]).to(device)
 
     step, elapsed = 0, 0.0
     checkpoint = out / "checkpoint"
@@ -213,14 +227,13 @@ def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: 
     model.train()
     start = time.perf_counter() - elapsed
     while step < last:
-        x0, target = make_batch(recipe, step, rank, processes)
-        x0 = x0.to(accelerator.device)
-        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        x0, target = make_batch(recipe, step, rank, processes, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             if recipe.kind == "classifier":
                 loss = classifier_loss(model(x0), target)
             else:  # caption dropout: some captions become the empty caption, the unconditional input
-                drop = torch.rand(len(target), generator=generator) < recipe.caption_dropout
-                ids = torch.where(drop[:, None], empty, target).to(accelerator.device)
+                drop = torch.rand(len(target), generator=generator, device=device) < recipe.caption_dropout
+                ids = torch.where(drop[:, None], empty, target)
                 loss = diffusion_loss(model, schedule, x0, ids, generator=generator,
                                       prediction_type=recipe.prediction_type)
         optimize(loss, model, optimizer, recipe.grad_clip, accelerator)
@@ -236,7 +249,7 @@ def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: 
             log.write(json.dumps({"step": step, "loss": round(loss.item(), 6), "lr": lr_schedule.get_last_lr()[0],
                                   "seconds": round(elapsed, 2)}) + "\n")
             log.flush()
-        over = torch.tensor([float(max_seconds is not None and elapsed > max_seconds)], device=accelerator.device)
+        over = torch.tensor([float(max_seconds is not None and elapsed > max_seconds)], device=device)
         if accelerator.reduce(over, "max").item() > 0:  # every process stops at the same step
             break
         if step % recipe.save_every == 0:

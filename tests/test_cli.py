@@ -41,3 +41,11 @@ def test_model_bench_compares_both_libraries_and_reports_ratios():
     for side in ("coursekit", "diffusers"):
         assert row[side]["train_images_per_s"] > 0 and row[side]["sample_seconds"] > 0 and row[side]["train_tflops"] > 0
     assert row["train_ratio"] > 0 and row["sample_ratio"] > 0
+
+
+def test_bench_times_the_trainer_against_the_bare_step_in_one_run():
+    out = coursekit("bench", "trainer-unet", "--batch", "4", "--trainer-steps", "10", "--rounds", "1", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout)["results"][0]
+    assert row["benchmark"] == "trainer-unet" and row["batch"] == 4 and row["steps"] == 10
+    assert row["ratio"] > 0 and abs(row["ratio"] - row["trainer_images_per_s"] / row["bare_step_images_per_s"]) < 0.01

@@ -137,3 +137,13 @@ def test_sampling_covers_every_attribute_value():
 def test_bad_input_raises_value_error(call, name):
     with pytest.raises(ValueError, match=rf"^{name}"):
         call()
+
+
+def test_the_accelerator_path_of_the_coverage_equals_the_cpu_path():
+    """On an accelerator every object gets all four distances and keeps its own (no boolean masks, which
+    would wait for the device); on the CPU each shape's distance is computed for its objects only."""
+    from coursekit.data.shapes import _coverage
+
+    scenes = WORLD.sample(256, seed=4)
+    assert torch.equal(_coverage(scenes, 32, masked=False), _coverage(scenes, 32, masked=True))
+

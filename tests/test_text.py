@@ -45,3 +45,22 @@ def test_encoder_outputs_tokens_and_pooled_bos_and_conditions_a_denoiser():
     assert (a - b).abs().mean() > 1e-3
     with pytest.raises(ValueError, match="^cond"):
         model(x, t, torch.zeros(2, 16, dtype=torch.long))
+
+
+@pytest.mark.parametrize("max_objects, max_length", [(1, 32), (2, 32), (3, 32), (9, 96)])
+def test_caption_ids_from_scene_attributes_equal_the_tokenized_captions(max_objects, max_length):
+    from coursekit.models.text import caption_ids
+
+    tok = Tokenizer(max_length=max_length)
+    scenes = ShapesWorld(resolution=32, max_objects=max_objects).sample(1000, seed=max_objects)
+    assert torch.equal(caption_ids(tok, scenes), tok(scenes.captions()))
+
+
+def test_caption_ids_refuse_captions_longer_than_the_tokenizer():
+    from coursekit.models.text import caption_ids
+
+    scenes = ShapesWorld(resolution=32, min_objects=4, max_objects=4).sample(8, seed=0)
+    with pytest.raises(ValueError, match="^scenes have a caption of"):
+        caption_ids(Tokenizer(), scenes)
+    with pytest.raises(ValueError, match="^scenes must be Scenes"):
+        caption_ids(Tokenizer(), ["a red circle"])

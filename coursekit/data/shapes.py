@@ -14,6 +14,7 @@ one attribute changed: the ground truth for an edit.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, fields, replace
@@ -175,30 +176,33 @@ class ShapesWorld:
         check_int("min_objects", self.min_objects, 1, self.max_objects + 1)
 
     def sample(self, n: int, seed: int | None = None, generator: torch.Generator | None = None) -> Scenes:
-        """``n`` random scenes; the same ``seed`` (or generator state) gives the same scenes."""
+        """``n`` random scenes; the same ``seed`` (or generator state) gives the same scenes. The scenes
+        live on the generator's device (a CUDA generator draws them on the GPU, with no host copy)."""
         check_int("n", n, 1)
         g, N = generator_from(seed, generator), self.max_objects
-        count = torch.randint(self.min_objects, N + 1, (n,), generator=g)
+        on = dict(generator=g, device=g.device)
+        count = torch.randint(self.min_objects, N + 1, (n,), **on)
         # distinct cells: the first N of a random permutation of the 9 cells
-        position = torch.rand(n, len(POSITIONS), generator=g).argsort(dim=1)[:, :N]
+        position = torch.rand(n, len(POSITIONS), **on).argsort(dim=1)[:, :N]
         return Scenes(
-            shape=torch.randint(len(SHAPES), (n, N), generator=g),
-            colour=torch.randint(len(COLOURS), (n, N), generator=g),
-            size=torch.randint(len(SIZES), (n, N), generator=g),
+            shape=torch.randint(len(SHAPES), (n, N), **on),
+            colour=torch.randint(len(COLOURS), (n, N), **on),
+            size=torch.randint(len(SIZES), (n, N), **on),
             position=position,
-            jitter=(torch.rand(n, N, 2, generator=g) * 2 - 1) * JITTER,
-            present=torch.arange(N)[None, :] < count[:, None],
-            background=torch.randint(len(BACKGROUNDS), (n,), generator=g),
+            jitter=(torch.rand(n, N, 2, **on) * 2 - 1) * JITTER,
+            present=torch.arange(N, device=g.device)[None, :] < count[:, None],
+            background=torch.randint(len(BACKGROUNDS), (n,), **on),
         )
 
     def render(self, scenes: Scenes) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (B, 3, R, R) in [-1, 1] and visible object masks (B, N, R, R) in [0, 1]."""
+        """Images (B, 3, R, R) in [-1, 1] and visible object masks (B, N, R, R) in [0, 1], on the
+        scenes' device."""
         if not isinstance(scenes, Scenes):
             raise ValueError(f"scenes must be Scenes, got {type(scenes).__name__}")
-        R = self.resolution
+        R, table = self.resolution, _tables(scenes.background.device)
         alpha = _coverage(scenes, R) * scenes.present[:, :, None, None]  # (B, N, R, R)
-        palette = torch.tensor(list(COLOURS.values()))
-        image = torch.tensor(list(BACKGROUNDS.values()))[scenes.background][:, :, None, None].expand(-1, 3, R, R)
+        palette = table["colour"]
+        image = table["background"][scenes.background][:, :, None, None].expand(-1, 3, R, R)
         masks = torch.empty_like(alpha)
         for n in range(alpha.shape[1]):  # "over" compositing, object n on top of objects < n
             a = alpha[:, n : n + 1]  # (B, 1, R, R)
@@ -224,20 +228,38 @@ def _as_index(name: str, value, names: tuple, B: int) -> torch.Tensor:
     return value
 
 
-def _coverage(scenes: Scenes, R: int) -> torch.Tensor:
-    """Anti-aliased coverage of every object slot, (B, N, R, R): clamp(0.5 - signed distance in px)."""
+@functools.lru_cache(maxsize=None)
+def _tables(device: torch.device) -> dict[str, torch.Tensor]:
+    """Colours, backgrounds and sizes as tensors on ``device``, made once per device: a copy from the host
+    to an accelerator waits for everything queued on it, so rendering must not make one per batch."""
+    return {name: torch.tensor(list(values.values()), device=device)
+            for name, values in (("colour", COLOURS), ("background", BACKGROUNDS), ("size", SIZES))}
+
+
+def _coverage(scenes: Scenes, R: int, masked: bool | None = None) -> torch.Tensor:
+    """Anti-aliased coverage of every object slot, (B, N, R, R): clamp(0.5 - signed distance in px).
+
+    ``masked`` (default: on the CPU) computes each object's distance for its own shape only; otherwise
+    all four are computed and one picked, which never waits for an accelerator."""
     row, col = scenes.position // 3, scenes.position % 3
     cx = (col + 0.5) / 3 + scenes.jitter[..., 0]  # (B, N) centre in image fractions
     cy = (row + 0.5) / 3 + scenes.jitter[..., 1]
-    r = torch.tensor(list(SIZES.values()))[scenes.size]  # (B, N) half-extent
-    grid = (torch.arange(R, dtype=torch.float32) + 0.5) / R  # pixel centres
+    device = scenes.shape.device
+    r = _tables(device)["size"][scenes.size]  # (B, N) half-extent
+    grid = (torch.arange(R, dtype=torch.float32, device=device) + 0.5) / R  # pixel centres
     x = grid[None, None, None, :] - cx[:, :, None, None]  # (B, N, 1, R)
     y = grid[None, None, :, None] - cy[:, :, None, None]  # (B, N, R, 1), image y points down
-    d = torch.empty(*scenes.shape.shape, R, R)
-    for k, sdf in enumerate((_sd_circle, _sd_square, _sd_triangle, _sd_diamond)):
-        sel = scenes.shape == k  # compute each distance only for the objects of that shape
-        if sel.any():
-            d[sel] = sdf(x[sel], y[sel], r[sel][:, None, None])
+    sdfs = (_sd_circle, _sd_square, _sd_triangle, _sd_diamond)
+    if device.type == "cpu" if masked is None else masked:  # each distance only for the objects of that shape
+        d = torch.empty(*scenes.shape.shape, R, R)
+        for k, sdf in enumerate(sdfs):
+            sel = scenes.shape == k
+            if sel.any():
+                d[sel] = sdf(x[sel], y[sel], r[sel][:, None, None])
+    else:  # selecting by shape would wait for the device (a boolean mask's size): compute all four, pick one
+        r = r[:, :, None, None]
+        d = torch.stack([sdf(x, y, r) for sdf in sdfs], dim=2)  # (B, N, 4, R, R)
+        d = d.gather(2, scenes.shape[:, :, None, None, None].expand(-1, -1, 1, R, R))[:, :, 0]
     return (0.5 - d * R).clamp(0, 1)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import check_generator, check_tensor, check_timesteps
+from .._checks import check_finite, check_generator, check_tensor, check_timesteps
 from .ddim import DDIMInverter, DDIMSampler
 from .forward import x0_from_eps
 from .schedules import NoiseSchedule
@@ -75,7 +75,7 @@ def _run(denoiser, schedule, x, sampler, cond, generator, callback, progress, de
         raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     if not (callable(getattr(sampler, "plan", None)) and callable(getattr(sampler, "step", None))):
         raise ValueError(f"sampler must have plan(T) and step(...), like DDIMSampler; got {type(sampler).__name__}")
-    check_tensor("x", x, ndim=range(2, 8))
+    check_finite("x", check_tensor("x", x, ndim=range(2, 8)))  # once, on any device; the steps check on CPU only
     check_generator("generator", generator)
     for i, (t, other_t) in enumerate(tqdm(sampler.plan(schedule.T), desc=desc, disable=not progress)):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)

@@ -32,6 +32,7 @@ class NoiseSchedule:
         self.name = name
         self.betas = betas.detach().cpu()
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
+        self._abar_on: dict[tuple, torch.Tensor] = {}  # alphas_cumprod per (device, dtype), copied once
 
     @property
     def T(self) -> int:
@@ -45,7 +46,10 @@ class NoiseSchedule:
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """alpha-bar at timesteps ``t`` (B,), shaped (B, 1, ..., 1) to broadcast against ``like``."""
         t = check_timesteps("t", t, self.T)
-        a = self.alphas_cumprod.to(device=like.device, dtype=like.dtype)[t.to(like.device)]
+        key = (like.device, like.dtype)
+        if key not in self._abar_on:  # a copy to an accelerator waits for it: once, not at every step
+            self._abar_on[key] = self.alphas_cumprod.to(device=like.device, dtype=like.dtype)
+        a = self._abar_on[key][t.to(like.device)]
         return a.reshape(-1, *([1] * (like.ndim - 1)))
 
     def __repr__(self) -> str:

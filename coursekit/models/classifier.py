@@ -23,10 +23,10 @@ def cell_targets(scenes: Scenes) -> dict[str, torch.Tensor]:
     background (B,)."""
     if not isinstance(scenes, Scenes):
         raise ValueError(f"scenes must be Scenes, got {type(scenes).__name__}")
-    B = len(scenes)
-    out = {"presence": torch.zeros(B, CELLS, dtype=torch.long)}
+    B, device = len(scenes), scenes.present.device
+    out = {"presence": torch.zeros(B, CELLS, dtype=torch.long, device=device)}
     for name in ("shape", "colour", "size"):
-        out[name] = torch.full((B, CELLS), -1, dtype=torch.long)
+        out[name] = torch.full((B, CELLS), -1, dtype=torch.long, device=device)
     rows, slots = scenes.present.nonzero(as_tuple=True)
     cells = scenes.position[rows, slots]
     out["presence"][rows, cells] = 1

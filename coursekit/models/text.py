@@ -10,6 +10,7 @@ classifier-free guidance (Ho & Salimans 2022): training drops captions to it at 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -77,6 +78,64 @@ class Tokenizer:
         return [" ".join(self.words[i] for i in row.tolist() if i not in (PAD, BOS)) for row in ids]
 
 
+def caption_ids(tokenizer: Tokenizer, scenes) -> torch.Tensor:
+    """``tokenizer(scenes.captions())`` computed from the scenes' attribute tensors, on their device,
+    without a Python loop over captions or a host synchronisation: (B, max_length) long.
+
+    A caption is [BOS] obj_0 ("and" obj_k)... "on a" bg "background", obj = "a" size colour shape
+    position-words. Every object phrase is laid out in a padded row of word ids; its first column
+    in the caption is one plus the lengths of the phrases before it; a scatter writes the rows.
+    """
+    from ..data.shapes import Scenes
+
+    if not isinstance(scenes, Scenes):
+        raise ValueError(f"scenes must be Scenes, got {type(scenes).__name__}")
+    device, (B, N) = scenes.shape.device, scenes.shape.shape
+    word = _word_tables(tokenizer.words, device)
+    # (B, N, 5 + words): "and" (dropped for object 0), "a", size, colour, shape, position words
+    phrase = torch.cat([
+        word["and a"].expand(B, N, 2), word["size"][scenes.size][..., None], word["colour"][scenes.colour][..., None],
+        word["shape"][scenes.shape][..., None], word["position"][scenes.position],
+    ], dim=-1)
+    column = torch.arange(phrase.shape[-1], device=device)
+    first = (torch.arange(N, device=device) == 0)[None, :, None]  # object 0 has no "and"
+    used = ((column < 5 + word["position length"][scenes.position][..., None]) & ~(first & (column == 0))
+            & scenes.present[..., None])
+    length = used.sum(-1)  # (B, N) words of each phrase
+    start = 1 + length.cumsum(1) - length  # (B, N) where each phrase begins, after [BOS]
+    target = start[..., None] + used.long().cumsum(-1) - 1  # (B, N, C) the column of each used word
+    end = 1 + length.sum(1)  # (B,) the column after the last object
+    longest = end + 4  # [BOS], the objects, "on a <bg> background"
+    if 3 + N * phrase.shape[-1] >= tokenizer.max_length and int(longest.max()) > tokenizer.max_length:
+        # (only read back from the device when N objects could overflow the tokenizer's positions)
+        raise ValueError(f"scenes have a caption of {int(longest.max()) - 1} words, more than max_length - 1 = "
+                         f"{tokenizer.max_length - 1}")
+    width = tokenizer.max_length + phrase.shape[-1]
+    ids = torch.full((B, width), PAD, dtype=torch.long, device=device)
+    ids.scatter_(1, torch.where(used, target, width - 1).flatten(1), phrase.flatten(1))  # unused: a cut column
+    tail = torch.cat([word["on a"].expand(B, 2), word["background"][scenes.background][:, None],
+                      word["on a background"][2:].expand(B, 1)], dim=1)  # (B, 4)
+    ids.scatter_(1, end[:, None] + torch.arange(4, device=device), tail)
+    ids[:, 0] = BOS
+    return ids[:, :tokenizer.max_length]
+
+
+@functools.lru_cache(maxsize=None)
+def _word_tables(words: tuple[str, ...], device: torch.device) -> dict[str, torch.Tensor]:
+    """The shapes world's words as ids of vocabulary ``words``, on ``device``, made once per device (a copy
+    to an accelerator waits for it)."""
+    from ..data.shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
+
+    index = {w: i for i, w in enumerate(words)}
+    ids = lambda names: [index.get(w, UNK) for w in names]  # noqa: E731
+    longest = max(len(p.split()) for p in POSITIONS)
+    position = [ids(p.split()) + [PAD] * (longest - len(p.split())) for p in POSITIONS]
+    table = {"and a": ids(["and", "a"]), "on a": ids(["on", "a"]), "on a background": ids(["on", "a", "background"]),
+             "size": ids(SIZES), "colour": ids(COLOURS), "shape": ids(SHAPES), "background": ids(BACKGROUNDS),
+             "position": position, "position length": [len(p.split()) for p in POSITIONS]}
+    return {k: torch.tensor(v, device=device) for k, v in table.items()}
+
+
 class EncoderBlock(nn.Module):
     """Pre-norm Transformer encoder block (Vaswani et al. 2017; pre-norm as in GPT-2)."""
 
@@ -116,9 +175,10 @@ class TextEncoder(nn.Module):
 
 class TextConditioned(nn.Module):
     """A denoiser whose ``cond`` is caption token ids: the encoder turns them into what the network
-    takes, the token features (cross-attention, U-ViT tokens) or the pooled vector (adaLN)."""
+    takes, the token features (cross-attention, U-ViT tokens), the pooled vector (adaLN), or both
+    ("pooled+tokens": the pooled vector as ``cond``, the tokens as ``context``, PixArt-alpha's DiT)."""
 
-    USES = ("tokens", "pooled")
+    USES = ("tokens", "pooled", "pooled+tokens")
 
     def __init__(self, network: nn.Module, encoder: TextEncoder, use: str):
         super().__init__()
@@ -129,4 +189,6 @@ class TextConditioned(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         check_tensor("cond", cond, shape=(x.shape[0], self.encoder.max_length), floating=False)
         tokens, pooled = self.encoder(cond)
+        if self.use == "pooled+tokens":
+            return self.network(x, t, pooled, context=tokens)
         return self.network(x, t, tokens if self.use == "tokens" else pooled)
