@@ -32,6 +32,9 @@ def _bench(args) -> int:
     for name in names:
         if name == "shapes":
             rows.append(BENCHMARKS[name](**({"seconds": args.seconds} if args.seconds else {})))
+        elif name.startswith("trainer-"):
+            options = dict(batch=args.batch, steps=args.trainer_steps, rounds=args.rounds)
+            rows.append(BENCHMARKS[name](**options))
         else:
             options = dict(device=args.device, batch=args.batch, steps=args.steps, rounds=args.rounds,
                            sample_steps=args.sample_steps, sample_batch=args.sample_batch,
@@ -69,7 +72,8 @@ def _eval(args) -> int:
 
 
 def _zoo(args) -> int:
-    from .zoo import CHECKPOINTS, build, card, names
+    from .build import build
+    from .zoo import CHECKPOINTS, card, names
 
     if args.action == "list":
         for name in names(args.folder or CHECKPOINTS):
@@ -80,8 +84,9 @@ def _zoo(args) -> int:
     for item in args.set or []:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
-    cards = build(Path(args.folder or "zoo-build"), args.names or None, overrides, args.eval_n, args.eval_steps,
-                  notes=args.notes, runs=args.runs)
+    cards = build(Path(args.folder or "zoo-build"), args.names or None, minutes=args.minutes, overrides=overrides,
+                  side_by_side={"measure": None, "yes": True, "no": False}[args.side_by_side],
+                  eval_n=args.eval_n, eval_steps=args.eval_steps, notes=args.notes, runs=args.runs, force=args.force)
     print(json.dumps([{k: c[k] for k in ("name", "steps", "wall_seconds", "sha256", "metrics")} for c in cards],
                      indent=2))
     return 0
@@ -113,13 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="both sides' precision (default: bf16 autocast on CUDA, fp32 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile coursekit's network")
+    p.add_argument("--trainer-steps", type=int, default=None,
+                   help="timed steps of the trainer-* rows (default: 200 on CUDA, 10 on CPU)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_bench)
 
     from .zoo import RECIPES
 
     p = sub.add_parser("train", help="train a named recipe (resumes from OUT/checkpoint); works under accelerate launch")
-    p.add_argument("recipe", metavar="RECIPE", help=f"one of {', '.join(RECIPES)}")
+    p.add_argument("recipe", metavar="RECIPE", help=f"one of {', '.join(RECIPES)}, or a model card or recipe "
+                                                    "JSON file (retrains that card's model)")
     p.add_argument("--out", required=True, help="folder for the checkpoint, loss log and final weights")
     p.add_argument("--steps", type=int, default=None, help="total steps (default: the recipe's)")
     p.add_argument("--max-seconds", type=float, default=None, help="training-time budget (default: the recipe's)")
@@ -146,10 +154,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-n", type=int, default=None, help="evaluation samples (default 256 / 1024)")
     p.add_argument("--eval-steps", type=int, default=25, help="DDIM steps in evaluation (default: 25)")
     p.add_argument("--notes", default="", help="a note for the cards (e.g. why a run was cut short)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock budget of the whole build: probes each recipe's speed and sizes its steps "
+                        "so that training and evaluation end inside it (default: the recipes' own steps)")
+    p.add_argument("--side-by-side", choices=["measure", "yes", "no"], default="measure",
+                   help="with --minutes: train the recipes at once, one after another, or measure which is "
+                        "faster (default)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite models and runs already in --folder / --runs, and build over cards of "
+                        "another code version")
     p.set_defaults(run=_zoo)
 
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ValueError as e:  # bad input: the message names the argument; no traceback for a user's mistake
+        print(f"coursekit {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
