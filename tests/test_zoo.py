@@ -28,6 +28,37 @@ def test_unknown_recipe_and_model_names_list_the_known_ones():
         zoo.Recipe.from_dict({**TINY.__dict__, "epochs": 3})
 
 
+def test_a_recipe_comes_from_a_card_or_a_recipe_file(tmp_path):
+    card = zoo.CHECKPOINTS / "shapes-unet.json"
+    assert zoo.recipe(str(card)) == zoo.Recipe.from_dict(zoo.card("shapes-unet")["recipe"])
+    (tmp_path / "r.json").write_text(json.dumps(TINY.__dict__))
+    assert zoo.recipe(str(tmp_path / "r.json")) == TINY
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    for path, message in [(tmp_path / "none.json", "^recipe file .* does not exist"),
+                          (tmp_path / "bad.json", "^recipe file .* must hold a JSON object")]:
+        with pytest.raises(ValueError, match=message):
+            zoo.recipe(str(path))
+
+
+def test_the_ema_update_is_the_per_tensor_lerp():
+    from coursekit.train import EMA
+
+    torch.manual_seed(0)
+    model = zoo.build_model(TINY)
+    ema = EMA(model, 0.9)
+    reference = {k: v.clone() for k, v in ema.shadow.items()}
+    for step in range(1, 4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        ema.update(model)
+        d = min(0.9, (1 + step) / (10 + step))
+        for k, v in model.state_dict().items():
+            if k in reference:
+                reference[k].lerp_(v, 1 - d)
+    assert all(torch.equal(ema.shadow[k], reference[k]) for k in reference)
+
+
 def test_training_is_deterministic_and_resumes_exactly(tmp_path):
     whole = fit(TINY, tmp_path / "whole", progress=False)
     fit(TINY, tmp_path / "split", stop_after=10, progress=False)  # interrupted at step 10 ...
@@ -103,6 +134,38 @@ def test_diffusion_card_claims_hold_on_chunk_zero(name):
     # the tolerance allows another CPU's float rounding to send two trajectories elsewhere.
     assert abs(now["joint"] - claim["joint_per_chunk"][0]) <= 2 / CHUNK + 1e-9
     assert now["diversity_rms"] == pytest.approx(claim["diversity_rms"], rel=0.05)
+
+
+TEXT_TO_IMAGE = ["shapes-unet", "shapes-dit", pytest.param("shapes-uvit", marks=pytest.mark.xfail(
+    strict=True, reason="the shipped U-ViT was trained (GPU, 4eee9cb) before its last conv started as the identity: "
+                        "its loss at low noise is 4-8x the others'; the next GPU zoo build replaces it"))]
+
+
+@pytest.mark.parametrize("name", TEXT_TO_IMAGE)
+def test_shipped_models_beat_the_trivial_predictor_at_every_noise_level_and_use_t(name):
+    """A card can only say what a model scores; this says the model works at every level. Measured on 64
+    fresh scenes at t = 50, 300, 700, 950 (v-loss / loss of predicting 0): the GPU U-Net at most 0.029,
+    the DiT 0.044, the U-ViT trained before its fix 0.19 (t = 50) ... 0.08; relative output change when
+    only t changes (t <-> 1000 - t): U-Net at least 0.49, DiT 0.74, old U-ViT 0.11 (t = 700) ... 0.35."""
+    from coursekit.data import ShapesWorld
+    from coursekit.diffusion import q_sample
+    from coursekit.diffusion.forward import v_from_x0_eps
+    from coursekit.models.text import Tokenizer, caption_ids
+
+    pipe = zoo.load(name)
+    network, schedule = pipe.denoiser.network, pipe.schedule
+    assert zoo.card(name)["recipe"]["prediction_type"] == "v_prediction"
+    scenes = ShapesWorld(resolution=32).sample(64, seed=123)
+    x0, ids = ShapesWorld(resolution=32).render(scenes)[0], caption_ids(Tokenizer(), scenes)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for t in (50, 300, 700, 950):
+            tt = torch.full((64,), t)
+            x_t, v = q_sample(x0, tt, noise, schedule), v_from_x0_eps(x0, noise, schedule.abar(tt, x0))
+            out = network(x_t, tt, ids)
+            assert (out - v).pow(2).mean() < 0.1 * v.pow(2).mean(), t
+            other = network(x_t, torch.full((64,), 1000 - t), ids)
+            assert (out - other).norm() > 0.3 * out.norm(), t
 
 
 def test_pipeline_generation_is_seeded_and_guidance_report_scores_it():
