@@ -74,7 +74,8 @@ class Recipe:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"recipe has unknown fields {unknown}")
-        return cls(**data)
+        model = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("model", {}).items()}  # JSON has no tuples
+        return cls(**{**data, "model": model})
 
 
 # The text-to-image recipes are for one H100/H200. ``coursekit zoo build --minutes 9`` replaces ``steps`` by what
