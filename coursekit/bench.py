@@ -53,6 +53,18 @@ def bench_shapes(resolution: int = 32, batch: int = 1024, seconds: float = 3.0, 
             "images": n, "seconds": round(elapsed, 3), "images_per_s": round(n / elapsed, 1)}
 
 
+def seconds_per_call(fn, n: int, cuda: bool) -> float:
+    """Wall seconds per call of ``fn`` over ``n`` calls, waiting for the GPU before and after."""
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / n
+
+
 # --- coursekit networks against their diffusers twins ---------------------------------------------
 
 
@@ -155,20 +167,10 @@ def bench_model(name: str, device: str | None = None, batch: int | None = None, 
     for fn in steps_fn.values():  # warm-up (and, with compile, compilation)
         fn()
 
-    def timed(fn, n):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        if cuda:
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) / n
-
     per_round = {k: [] for k in sides}
     for _ in range(rounds):  # alternate, so drifts in clock or load hit both sides alike
         for k in sides:
-            per_round[k].append(timed(steps_fn[k], steps))
+            per_round[k].append(seconds_per_call(steps_fn[k], steps, cuda))
     train_s = {k: statistics.median(v) for k, v in per_round.items()}
 
     # sampling: the coursekit loop with coursekit's network; diffusers' DDIMScheduler with its own
@@ -198,7 +200,7 @@ def bench_model(name: str, device: str | None = None, batch: int | None = None, 
         with autocast():
             _call(ours.eval(), xs, t[:1].expand(sample_batch), cs)
     sample_flops = counter.get_total_flops() * sample_steps
-    sample_s = {"coursekit": timed(sample_ours, 1), "diffusers": timed(sample_ref, 1)}
+    sample_s = {"coursekit": seconds_per_call(sample_ours, 1, cuda), "diffusers": seconds_per_call(sample_ref, 1, cuda)}
 
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if cuda and k in torch.cuda.get_device_name(0)), None)
     row = {"benchmark": name, "device": torch.cuda.get_device_name(0) if cuda else "cpu", "precision": precision,
@@ -273,16 +275,9 @@ def bench_trainer(recipe: str = "shapes-unet", batch: int | None = None, steps: 
         optimizer.step()
 
     def timed_bare() -> float:
-        for _ in range(3):
+        for _ in range(3):  # warm-up
             bare_step()
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            bare_step()
-        if cuda:
-            torch.cuda.synchronize()
-        return batch * steps / (time.perf_counter() - start)
+        return batch / seconds_per_call(bare_step, steps, cuda)
 
     bare = [timed_bare()]
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings(record=True) as caught:

@@ -116,19 +116,22 @@ def _check_folder(folder: Path, names: list[str], force: bool, runs: Path | None
                              "afresh; pass force (--force) to delete them, or give another --runs")
 
 
-def plan_budget(recipes: list[Recipe], seconds: float, alone: dict, together: dict | None) -> dict:
-    """Each recipe's steps for ``seconds`` of training: one after another, recipe i gets an equal share
-    s and trains rate_i (s - fixed_i) steps; side by side, all get the whole window at their shared
-    rates. Side by side is chosen when it gives the recipes more steps on average (ratio > 1)."""
+def plan_budget(recipes: list[Recipe], seconds: float, alone: dict | None, together: dict | None) -> dict:
+    """Each recipe's steps for ``seconds`` of training, from probes {name: (steps/s, fixed s)}: one after
+    another (``alone``), recipe i gets an equal share s and trains rate_i (s - fixed_i) steps; side by
+    side (``together``), all get the whole window at their shared rates. With both probes, side by side
+    is chosen when it gives the recipes more steps on average (gain > 1)."""
+    if alone is None and together is None:
+        raise ValueError("alone and together cannot both be None: give at least one probe")
     share = seconds / len(recipes)
-    steps = {r.name: int(alone[r.name][0] * (share - alone[r.name][1])) for r in recipes}
-    mode, gain = "one after another", None
-    if together is not None:
-        side = {r.name: int(together[r.name][0] * (seconds - together[r.name][1])) for r in recipes}
-        gain = sum(side[n] / max(steps[n], 1) for n in steps) / len(steps)
-        if gain > 1:
-            mode, steps = "side by side", side
-    return {"mode": mode, "side_by_side_gain": None if gain is None else round(gain, 2), "steps": steps}
+    one = alone and {r.name: int(alone[r.name][0] * (share - alone[r.name][1])) for r in recipes}
+    side = together and {r.name: int(together[r.name][0] * (seconds - together[r.name][1])) for r in recipes}
+    gain = None
+    if one and side:
+        gain = round(sum(side[n] / max(one[n], 1) for n in one) / len(one), 2)
+    if not one or (gain is not None and gain > 1):
+        return {"mode": "side by side", "side_by_side_gain": gain, "steps": side}
+    return {"mode": "one after another", "side_by_side_gain": gain, "steps": one}
 
 
 def build(folder: str | Path, names: list[str] | None = None, *, minutes: float | None = None,
@@ -147,7 +150,6 @@ def build(folder: str | Path, names: list[str] | None = None, *, minutes: float 
     ``folder/runs``). Nothing in ``folder`` or ``runs`` is overwritten without ``force``. Evaluation
     runs on the GPU when there is one.
     """
-    from .evaluate import evaluate
     from .train import fit
 
     start = time.perf_counter()
@@ -187,15 +189,13 @@ def build(folder: str | Path, names: list[str] | None = None, *, minutes: float 
         for r in recipes:
             shutil.rmtree(runs / r.name, ignore_errors=True)
     alone = _probe(recipes, runs, probe_steps, together=False) if side_by_side is not True else None
-    together = _probe(recipes, runs, probe_steps, together=True) if side_by_side is not False and len(recipes) > 1 \
-        else None
-    if alone is None:  # side by side forced: its own rates are the only ones
-        alone, together = together, None
+    measure_both = side_by_side is None and len(recipes) > 1
+    together = _probe(recipes, runs, probe_steps, together=True) if side_by_side or measure_both else None
     costs = {r.name: _eval_seconds(r, eval_n or 256, eval_steps, guidances, device) if r.kind == "diffusion" else 0.0
              for r in recipes}
     seconds = minutes * 60 - (time.perf_counter() - start) - sum(costs.values())
     plan = plan_budget(recipes, seconds, alone, together)
-    short = [f"{n} ({s} steps)" for n, s in plan["steps"].items() if s <= RECIPES[n].warmup]
+    short = [f"{r.name} ({plan['steps'][r.name]} steps)" for r in recipes if plan["steps"][r.name] <= r.warmup]
     if short:
         raise ValueError(f"minutes {minutes:g} leave {max(seconds, 0):.0f} s of training here, too little for "
                          f"{', '.join(short)} to pass its warm-up: give more minutes")

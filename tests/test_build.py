@@ -40,6 +40,7 @@ def test_side_by_side_is_chosen_only_when_it_gives_more_steps():
     idle = {"shapes-unet": (9.0, 5.0), "shapes-dit": (18.0, 5.0)}  # together at 90% each: 1.85x the steps
     plan = plan_budget(recipes, 200, alone, idle)
     assert plan["mode"] == "side by side" and plan["steps"] == {"shapes-unet": 1755, "shapes-dit": 3510}
+    assert plan_budget(recipes, 200, None, busy)["mode"] == "side by side"  # forced: the only probe
 
 
 @pytest.mark.parametrize("kwargs, message", [
