@@ -79,3 +79,14 @@ def test_the_cli_reports_bad_input_in_one_line(tmp_path):
     from coursekit.cli import main
 
     assert main(["zoo", "build", "tiny-unet", "--minutes", "0", "--folder", str(tmp_path)]) == 2
+
+
+def test_side_by_side_training_processes_give_the_weights_of_an_in_process_run(tmp_path):
+    from coursekit.build import _train_processes
+    from coursekit.train import fit
+
+    a, b = zoo.recipe("tiny-unet").replace(steps=3), zoo.recipe("tiny-unet").replace(steps=3, seed=1)
+    _train_processes([a, b], [tmp_path / "a", tmp_path / "b"], together=True)
+    here = fit(a, tmp_path / "here", progress=False)
+    shipped = [json.loads((tmp_path / n / "tiny-unet.train.json").read_text())["sha256"] for n in "ab"]
+    assert shipped[0] == here["sha256"] != shipped[1]
