@@ -114,7 +114,7 @@ def caption_ids(tokenizer: Tokenizer, scenes) -> torch.Tensor:
     ids = torch.full((B, width), PAD, dtype=torch.long, device=device)
     ids.scatter_(1, torch.where(used, target, width - 1).flatten(1), phrase.flatten(1))  # unused: a cut column
     tail = torch.cat([word["on a"].expand(B, 2), word["background"][scenes.background][:, None],
-                      word["on a background"][2:].expand(B, 1)], dim=1)  # (B, 4)
+                      word["the word background"].expand(B, 1)], dim=1)  # (B, 4)
     ids.scatter_(1, end[:, None] + torch.arange(4, device=device), tail)
     ids[:, 0] = BOS
     return ids[:, :tokenizer.max_length]
@@ -130,7 +130,7 @@ def _word_tables(words: tuple[str, ...], device: torch.device) -> dict[str, torc
     ids = lambda names: [index.get(w, UNK) for w in names]  # noqa: E731
     longest = max(len(p.split()) for p in POSITIONS)
     position = [ids(p.split()) + [PAD] * (longest - len(p.split())) for p in POSITIONS]
-    table = {"and a": ids(["and", "a"]), "on a": ids(["on", "a"]), "on a background": ids(["on", "a", "background"]),
+    table = {"and a": ids(["and", "a"]), "on a": ids(["on", "a"]), "the word background": ids(["background"]),
              "size": ids(SIZES), "colour": ids(COLOURS), "shape": ids(SHAPES), "background": ids(BACKGROUNDS),
              "position": position, "position length": [len(p.split()) for p in POSITIONS]}
     return {k: torch.tensor(v, device=device) for k, v in table.items()}
