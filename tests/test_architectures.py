@@ -9,7 +9,8 @@ import torch
 
 from coursekit import zoo
 from coursekit.data import ShapesWorld
-from coursekit.diffusion import cosine, diffusion_loss, q_sample
+from coursekit.diffusion import cosine, diffusion_loss
+from coursekit.evaluate import level_errors
 from coursekit.models.text import Tokenizer, caption_ids
 from coursekit.train import train
 
@@ -53,15 +54,7 @@ def held_out_loss(network) -> float:
 def t_dependence(network) -> float:
     """The smaller, over t = 300 and 700, of the relative change of the output on the same x_t when t
     alone becomes 1000 - t (the right v differs a lot between those levels)."""
-    x0, ids = HELD_OUT
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
-    changes = []
-    with torch.no_grad():
-        for t in (300, 700):
-            x_t = q_sample(x0, torch.full((len(x0),), t), noise, SCHEDULE)
-            out, other = (network(x_t, torch.full((len(x0),), level), ids) for level in (t, 1000 - t))
-            changes.append(((out - other).norm() / out.norm()).item())
-    return min(changes)
+    return min(level_errors(network, SCHEDULE, *HELD_OUT, levels=(300, 700))["t_change"])
 
 
 @pytest.fixture(scope="module")

@@ -48,3 +48,17 @@ def test_diversity_is_the_mean_per_image_rms_distance_and_checks_its_inputs():
     assert diversity_rms(a, b) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="^a and b must be image batches"):
         diversity_rms(a, b[:1])
+
+
+def test_level_errors_score_predicting_zero_as_one_and_a_t_blind_network_as_zero_change():
+    import coursekit.diffusion as d
+    from coursekit.evaluate import level_errors
+
+    x0, schedule = torch.rand(4, 3, 8, 8) * 2 - 1, d.cosine()
+    zero = level_errors(lambda x, t, c: torch.zeros_like(x) + 1e-3 * x, schedule, x0, None, levels=(10, 990))
+    assert all(abs(r - 1) < 0.01 for r in zero["relative_error"])
+    assert zero["t_change"] == [0.0, 0.0]  # the output does not depend on t
+    with pytest.raises(ValueError, match="^levels"):
+        level_errors(lambda x, t, c: x, schedule, x0, None, levels=(1000,))
+    with pytest.raises(ValueError, match="^x0"):
+        level_errors(lambda x, t, c: x, schedule, x0[0], None)
