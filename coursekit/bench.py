@@ -9,8 +9,8 @@ numbers, their ratio and the achieved TFLOP/s (FLOPs counted with ``counting.flo
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
+import functools
+import inspect
 import statistics
 import time
 import warnings
@@ -25,17 +25,6 @@ from .data.shapes import ShapesWorld
 # Dense bf16 tensor-core peaks in TFLOP/s (vendor data sheets), for model FLOPs utilisation.
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0,
                     "T4": 65.0}
-
-
-def machine() -> dict:
-    """What the numbers were measured on."""
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def bench_shapes(resolution: int = 32, batch: int = 1024, seconds: float = 3.0, max_objects: int = 2) -> dict:
@@ -301,5 +290,14 @@ def bench_trainer(recipe: str = "shapes-unet", batch: int | None = None, steps: 
 
 
 BENCHMARKS = {"shapes": bench_shapes, "trainer-unet": bench_trainer,
-              "trainer-dit": lambda **kw: bench_trainer("shapes-dit", **kw),
-              "trainer-uvit": lambda **kw: bench_trainer("shapes-uvit", **kw), **{name: (lambda name=name, **kw: bench_model(name, **kw)) for name in CASES}}
+              "trainer-dit": functools.partial(bench_trainer, "shapes-dit"),
+              "trainer-uvit": functools.partial(bench_trainer, "shapes-uvit"),
+              **{name: functools.partial(bench_model, name) for name in CASES}}
+
+
+def run(name: str, **options) -> dict:
+    """Run benchmark ``name`` with those of ``options`` its function takes; None leaves its default."""
+    check_choice("name", name, list(BENCHMARKS))
+    fn = BENCHMARKS[name]
+    takes = inspect.signature(fn).parameters
+    return fn(**{k: v for k, v in options.items() if k in takes and v is not None})

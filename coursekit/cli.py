@@ -21,25 +21,18 @@ def _lessons(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench import BENCHMARKS, machine
+    from .bench import BENCHMARKS, run
+    from .machine import machine
 
     names = args.names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"coursekit bench: unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    rows = []
-    for name in names:
-        if name == "shapes":
-            rows.append(BENCHMARKS[name](**({"seconds": args.seconds} if args.seconds else {})))
-        elif name.startswith("trainer-"):
-            options = dict(batch=args.batch, steps=args.trainer_steps, rounds=args.rounds)
-            rows.append(BENCHMARKS[name](**options))
-        else:
-            options = dict(device=args.device, batch=args.batch, steps=args.steps, rounds=args.rounds,
-                           sample_steps=args.sample_steps, sample_batch=args.sample_batch,
-                           precision=args.precision, compile=args.compile)
-            rows.append(BENCHMARKS[name](**options))
+    options = dict(seconds=args.seconds, device=args.device, batch=args.batch, steps=args.steps, rounds=args.rounds,
+                   sample_steps=args.sample_steps, sample_batch=args.sample_batch, precision=args.precision,
+                   compile=args.compile)
+    rows = [run(name, **options) for name in names]
     report = {"machine": machine(), "results": rows}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -111,15 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=None, help="time budget of the shapes benchmark")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     p.add_argument("--batch", type=int, default=None, help="training batch (default: per model and device)")
-    p.add_argument("--steps", type=int, default=3, help="timed training steps per round (default: 3)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per side (default: 3)")
-    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sampling timing (default: 50)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed training steps (default: 3 per round for the model rows; for the trainer-* rows "
+                        "200 on CUDA, 10 on CPU)")
+    p.add_argument("--rounds", type=int, default=None, help="alternating rounds per side (default: 3; trainer-* 2)")
+    p.add_argument("--sample-steps", type=int, default=None, help="DDIM steps of the sampling timing (default: 50)")
     p.add_argument("--sample-batch", type=int, default=None, help="images sampled at once (default: --batch)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="both sides' precision (default: bf16 autocast on CUDA, fp32 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile coursekit's network")
-    p.add_argument("--trainer-steps", type=int, default=None,
-                   help="timed steps of the trainer-* rows (default: 200 on CUDA, 10 on CPU)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_bench)
 

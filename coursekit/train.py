@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ._checks import check_choice, check_float, check_int
 from .diffusion.loss import diffusion_loss
 from .diffusion.schedules import NoiseSchedule
+from .machine import machine
 
 Batches = Callable[[int], tuple[torch.Tensor, Any]]  # step -> (x0, cond)
 
@@ -176,7 +177,6 @@ def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: 
     from accelerate import Accelerator
     from torch.optim.lr_scheduler import LambdaLR
 
-    from .bench import machine
     from .diffusion.schedules import make_schedule
     from .models.classifier import classifier_loss
     from .models.text import Tokenizer

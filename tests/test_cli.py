@@ -44,7 +44,7 @@ def test_model_bench_compares_both_libraries_and_reports_ratios():
 
 
 def test_bench_times_the_trainer_against_the_bare_step_in_one_run():
-    out = coursekit("bench", "trainer-unet", "--batch", "4", "--trainer-steps", "10", "--rounds", "1", "--json")
+    out = coursekit("bench", "trainer-unet", "--batch", "4", "--steps", "10", "--rounds", "1", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout)["results"][0]
     assert row["benchmark"] == "trainer-unet" and row["batch"] == 4 and row["steps"] == 10
