@@ -57,9 +57,9 @@ def check_tensor(
     """``x`` must be a tensor with the given number of dimensions / shape (``None`` = any size).
 
     ``floating`` requires a floating dtype (an integer dtype otherwise); ``finite`` rejects NaN and inf
-    where reading the values is cheap (``values_checkable``: CPU tensors). Functions called once per
-    sampling or training step would otherwise wait for the accelerator at every call; the entry points
-    (``sample``, ``invert``) check their input on any device once, with ``check_finite``.
+    where reading the values is cheap (``values_checkable``: CPU tensors): on an accelerator the check
+    would wait for the device, and sampling and training loops run without a single such wait
+    (``tests/test_device_reads.py``).
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -83,8 +83,7 @@ def check_tensor(
 
 
 def check_finite(name: str, x: torch.Tensor) -> torch.Tensor:
-    """``x`` must hold no NaN or inf, on any device (on an accelerator this waits for it: call it once
-    per public call, never inside a loop over steps)."""
+    """``x`` must hold no NaN or inf, on any device (on an accelerator this waits for it)."""
     if x.is_floating_point() and x.device.type != "meta" and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, but it holds NaN or inf")
     return x
@@ -132,3 +131,33 @@ def generator_from(seed: int | None, generator: torch.Generator | None) -> torch
     if (seed is None) == (generator is None):
         raise ValueError("give exactly one of seed and generator")
     return generator if seed is None else torch.Generator().manual_seed(check_int("seed", seed, 0))
+
+
+def check_config_keys(config, owner: str, *, mapped=(), required=None, inert=(), defaults=None) -> None:
+    """Implement or refuse, key by key, a configuration read from another library (diffusers).
+
+    Every key of ``config`` must be ``mapped`` (read into coursekit's own config, which checks it),
+    ``inert`` (no effect on the numbers, e.g. a nominal sample size), or in ``required`` with the one value
+    coursekit implements (``None`` there also accepts False, 0 and empty values). A key in none of them (one
+    a newer library added) passes only if it holds its ``defaults`` value, the library's own default;
+    anything else raises a ValueError naming ``config.key``. Keys starting with "_" are bookkeeping.
+    """
+    required = required or {}
+    for key, value in dict(config).items():
+        if key.startswith("_") or key in mapped or key in inert:
+            continue
+        if key in required:
+            want = required[key]
+            if value != want and not (want is None and not value):
+                raise ValueError(f"config.{key}={value!r} is not supported; {owner} implements {want!r} only")
+        elif defaults is None or key not in defaults or value != defaults[key]:
+            raise ValueError(f"config.{key}={value!r} is unknown to {owner}'s loader; refusing rather than "
+                             "ignoring it")
+
+
+def init_defaults(cls) -> dict:
+    """The keyword defaults of ``cls.__init__`` (a diffusers class's config defaults)."""
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}

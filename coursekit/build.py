@@ -75,16 +75,10 @@ def _eval_seconds(r: Recipe, n: int, steps: int, guidances, device: str) -> floa
     """What ``evaluate`` will cost for recipe ``r``: one timed chunk of generation at ``steps`` steps,
     judged (the speed does not depend on the weights, so fresh models serve), times every chunk and
     guidance, plus the diversity chunk."""
-    from .diffusion import make_schedule
-    from .diffusion.forward import EpsilonDenoiser
     from .evaluate import CHUNK
-    from .models.text import Tokenizer
-    from .pipeline import Pipeline
-    from .zoo import build_model
+    from .zoo import build_model, pipeline_of
 
-    schedule = make_schedule(r.schedule)
-    model = build_model(r).to(device).eval()
-    pipe = Pipeline(EpsilonDenoiser(model, schedule, r.prediction_type), schedule, Tokenizer(), resolution=r.resolution)
+    pipe = pipeline_of(r, build_model(r).to(device).eval())
     judge = build_model(recipe(JUDGE)).to(device).eval()
     captions = [""] * CHUNK
     pipe.generate(captions, guidance=3.0, steps=1)  # warm-up

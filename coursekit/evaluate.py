@@ -45,24 +45,24 @@ def diversity_rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def level_errors(network, schedule, x0: torch.Tensor, cond, levels=(50, 300, 700, 950), seed: int = 0,
-                 prediction_type: str = "v_prediction") -> dict[str, list[float]]:
-    """Where a trained network works, level by level: for x0 noised to each level t with seeded noise,
-    ``relative_error``: its mean squared error over that of predicting 0 (1 = learned nothing), and
+def level_errors(denoiser, schedule, x0: torch.Tensor, cond, levels=(50, 300, 700, 950), seed: int = 0,
+                 prediction_type: str | None = None) -> dict[str, list[float]]:
+    """Where a trained denoiser works, level by level: for x0 noised to each level t with seeded noise,
+    ``relative_error``: the mean squared error of its output (eps, x_0 or v, as its ``prediction_type`` says;
+    ``prediction_type`` states it for a bare network) over that of predicting 0 (1 = learned nothing), and
     ``t_change``: the relative change of its output on the same x_t when t alone becomes T - t (near 0 =
     it ignores t). A model card says what a model scores; this says at which noise levels it fails."""
-    from .diffusion.forward import q_sample, v_from_x0_eps
+    from .diffusion.forward import output_from_x0_eps, prediction_type_of, q_sample
 
     check_tensor("x0", x0, ndim=4)
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+    prediction_type = prediction_type_of(denoiser, prediction_type)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(check_int("seed", seed, 0))).to(x0)
     out = {"relative_error": [], "t_change": []}
     for level in levels:
         t = torch.full((len(x0),), check_int("levels", level, 0, schedule.T), device=x0.device)
-        target = noise if prediction_type == "epsilon" else v_from_x0_eps(x0, noise, schedule.abar(t, x0))
+        target = output_from_x0_eps(x0, noise, schedule.abar(t, x0), prediction_type)
         x_t = q_sample(x0, t, noise, schedule)
-        prediction, other = network(x_t, t, cond), network(x_t, schedule.T - t, cond)
+        prediction, other = denoiser(x_t, t, cond), denoiser(x_t, schedule.T - t, cond)
         out["relative_error"].append(((prediction - target).pow(2).mean() / target.pow(2).mean()).item())
         out["t_change"].append(((prediction - other).norm() / prediction.norm()).item())
     return out

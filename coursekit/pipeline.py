@@ -1,6 +1,6 @@
 """A pipeline bundles what methods need besides the denoiser: schedule, text encoder, image codec.
 
-DESIGN.md, "The one protocol": samplers and editing methods take a pipeline and never know which
+ARCHITECTURE.md, "The one protocol": samplers and editing methods take a pipeline and never know which
 network is inside. The course's models work in pixel space, so the codec is the identity; a latent
 model (Stable Diffusion) would plug a VAE in as ``encode``/``decode``.
 """
@@ -14,13 +14,14 @@ import torch
 from torch import nn
 
 from ._checks import check_float, check_int
-from .diffusion import ClassifierFreeGuidance, DDIMSampler, NoiseSchedule, sample
+from .diffusion import ClassifierFreeGuidance, DDIMSampler, NoiseSchedule, prediction_type_of, sample
 from .models.text import Tokenizer
 
 
 @dataclass
 class Pipeline:
-    """denoiser(x_t, t, ids): a text-conditioned network whose ``cond`` is caption token ids."""
+    """denoiser(x_t, t, ids): a text-conditioned network whose ``cond`` is caption token ids, and whose
+    ``prediction_type`` says what it outputs (eps, x_0 or v)."""
 
     denoiser: nn.Module
     schedule: NoiseSchedule
@@ -31,6 +32,18 @@ class Pipeline:
     @property
     def device(self) -> torch.device:
         return next(self.denoiser.parameters()).device
+
+    @property
+    def prediction_type(self) -> str:
+        return prediction_type_of(self.denoiser)
+
+    def sampler(self, steps: int = 50, **options) -> DDIMSampler:
+        """The sampler ``generate`` uses: DDIM over ``steps`` steps reading the denoiser's ``prediction_type``,
+        with x0 clipped to [-1, 1] and eps re-derived from the clipped x0 (``options`` change any of these).
+        Clipping alone (diffusers' default) feeds what guidance pushed past the data range back in through eps;
+        lesson 03 measures the difference."""
+        return DDIMSampler(**{"num_steps": steps, "prediction_type": self.prediction_type, "clip_sample": 1.0,
+                              "use_clipped_model_output": True, **options})
 
     def encode_text(self, captions: Sequence[str]) -> torch.Tensor:
         """Caption token ids (B, L) on the model's device; "" is the unconditional input."""
@@ -49,14 +62,14 @@ class Pipeline:
         return x
 
     @torch.no_grad()
-    def generate(self, captions: Sequence[str], guidance: float = 3.0, steps: int = 50, seed: int = 0,
+    def generate(self, captions: Sequence[str], guidance: float = 3.0, steps: int | None = None, seed: int = 0,
                  sampler=None, progress: bool = False) -> torch.Tensor:
-        """Images (B, C, R, R) for the captions: DDIM from seeded noise; by default x0 is clipped to [-1, 1]
-        and eps re-derived from the clipped x0. (Clipping alone, diffusers' default, feeds what guidance
-        pushed past the data range back in through eps: the shapes U-Net's backgrounds went from 100% to
-        50% right at guidance 3.)"""
+        """Images (B, C, R, R) for the captions, from noise drawn with ``seed``, by ``sampler`` (default:
+        ``self.sampler(steps)``, 50 steps unless ``steps`` says; give one of the two, not both)."""
         check_int("seed", seed, 0)
-        sampler = sampler or DDIMSampler(check_int("steps", steps, 1), clip_sample=1.0, use_clipped_model_output=True)
+        if steps is not None and sampler is not None:
+            raise ValueError("give steps or sampler, not both: a sampler carries its own number of steps")
+        sampler = sampler or self.sampler(50 if steps is None else check_int("steps", steps, 1))
         g = torch.Generator().manual_seed(seed)
         x_T = torch.randn(len(captions), self.channels, self.resolution, self.resolution, generator=g).to(self.device)
         x0 = sample(self.guided(guidance), self.schedule, x_T, sampler, cond=self.encode_text(captions),

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_float, check_int
+from .diffusion.forward import prediction_type_of
 from .diffusion.loss import diffusion_loss
 from .diffusion.schedules import NoiseSchedule
 from .machine import machine
@@ -28,15 +29,22 @@ from .machine import machine
 Batches = Callable[[int], tuple[torch.Tensor, Any]]  # step -> (x0, cond)
 
 
+DECAYED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # modules whose weights weight decay shrinks
+
+
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
     """AdamW (Loshchilov & Hutter, ICLR 2019) over the trainable parameters: the fused kernel on CUDA,
-    the multi-tensor ("foreach") one elsewhere (torch's CPU default updates one tensor at a time)."""
+    the multi-tensor ("foreach") one elsewhere (torch's CPU default updates one tensor at a time).
+    ``weight_decay`` applies to the weights of linear and convolution layers only, never to biases, norms,
+    embeddings or position embeddings (minGPT's ``configure_optimizers`` rule)."""
     check_float("lr", lr, 0.0)
     check_float("weight_decay", weight_decay, 0.0)
+    decayed = {id(m.weight) for m in model.modules() if isinstance(m, DECAYED)}
     params = [p for p in model.parameters() if p.requires_grad]
-    if bool(params) and params[0].is_cuda:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+    groups = [{"params": [p for p in params if id(p) in decayed], "weight_decay": weight_decay},
+              {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
+    kernel = {"fused": True} if params and params[0].is_cuda else {"foreach": True}
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, **kernel)
 
 
 def optimize(loss: torch.Tensor, model: nn.Module, optimizer, grad_clip: float | None, accelerator=None) -> None:
@@ -60,7 +68,7 @@ def train(
     t_range: tuple[int, int] | None = None,
     grad_clip: float | None = 1.0,
     precision: str = "fp32",
-    prediction_type: str = "epsilon",
+    prediction_type: str | None = None,
     progress: bool = True,
 ) -> list[float]:
     """Run ``steps`` steps of gradient descent on ``diffusion_loss``; returns the per-step losses.
@@ -74,6 +82,7 @@ def train(
         raise ValueError("batches must be a function step -> (x0, cond)")
     check_int("steps", steps, 1)
     check_choice("precision", precision, ("fp32", "bf16"))
+    prediction_type = prediction_type_of(model, prediction_type)
     device = next(model.parameters()).device.type
     if grad_clip is not None:
         check_float("grad_clip", grad_clip, 0.0)

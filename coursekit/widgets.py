@@ -98,7 +98,7 @@ def unet_explorer():
 def dit_report(size: str = "S", patch: int = 2, image: int = 256) -> dict:
     """Parameters, tokens and GMACs of a DiT of Table 1 on ``image``-pixel images (latents of image / 8)."""
     from .models.counting import count_macs, count_parameters
-    from .models.dit import DIT_SIZES, DiT
+    from .models.dit import DIT_SIZES, DiT, dit_size
 
     name = f"DiT-{size}/{patch}"
     if name not in DIT_SIZES:
@@ -106,7 +106,7 @@ def dit_report(size: str = "S", patch: int = 2, image: int = 256) -> dict:
     check_int("image", image, 8)
     latent = image // 8
     with torch.device("meta"):
-        model = DiT(DIT_SIZES[name](input_size=latent))
+        model = DiT(dit_size(name, input_size=latent))
         x, t = torch.zeros(1, 4, latent, latent), torch.zeros(1, dtype=torch.long)
     return {"name": name, "parameters": count_parameters(model), "tokens": model.cfg.tokens,
             "gmacs": count_macs(model, x, t, t) / 1e9}

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_float, check_int
+from .diffusion.forward import PREDICTION_TYPES
+from .models.text import WIDTH as TEXT_WIDTH
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 KINDS = ("diffusion", "classifier")
@@ -59,7 +61,7 @@ class Recipe:
         check_float("ema_decay", self.ema_decay, 0.0, 1.0)
         check_float("caption_dropout", self.caption_dropout, 0.0, 1.0)
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
-        check_choice("prediction_type", self.prediction_type, ("epsilon", "v_prediction"))
+        check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
 
     @property
     def kind(self) -> str:
@@ -78,15 +80,15 @@ class Recipe:
         return cls(**{**data, "model": model})
 
 
-# The text-to-image recipes are for one H100/H200. ``coursekit zoo build --minutes 9`` replaces ``steps`` by what
-# a measured probe says fits the budget (and writes it into the card); the ``steps`` here, about what the first GPU
-# run reached in 6.5 minutes (2,774-4,471), serve ``coursekit train NAME`` on its own.
+# The text-to-image recipes are sized for one H100/H200: ``coursekit zoo build --minutes M`` replaces ``steps`` by
+# what a measured probe says fits M minutes and writes it into the card; the ``steps`` here serve
+# ``coursekit train NAME`` on its own.
 RECIPES = {r.name: r for r in (
     Recipe("shapes-unet", "unet", steps=3000, batch_size=256, lr=4e-4),
     # PixArt-alpha's cross-attention to the caption tokens beside adaLN-Zero on the pooled vector. Measured on the
     # CPU (tests/test_architectures.py's small DiT, 16x16, equal steps and near-equal seconds): held-out v-loss
     # 0.161 after 150 steps, which the pooled-only DiT needs 300 steps for (0.258 after 150)
-    Recipe("shapes-dit", "dit", steps=3000, batch_size=256, lr=4e-4, model=dict(context_dim=128)),
+    Recipe("shapes-dit", "dit", steps=3000, batch_size=256, lr=4e-4, model=dict(context_dim=TEXT_WIDTH)),
     # the official code's MLP over the time token (``mlp_time_embed``): 8% lower held-out loss at small scale
     Recipe("shapes-uvit", "uvit", steps=3000, batch_size=256, lr=4e-4, model=dict(time_mlp=True)),
     Recipe("shapes-classifier", "classifier", steps=2000, batch_size=128, lr=2e-3, warmup=50, max_objects=3,
@@ -125,13 +127,24 @@ def build_model(r: Recipe) -> nn.Module:
     if r.architecture == "classifier":
         return ShapesClassifier(resolution=r.resolution, **r.model)
     tokenizer = Tokenizer()
-    encoder = TextEncoder(len(tokenizer), width=128, max_length=tokenizer.max_length)  # the factories' 128
+    encoder = TextEncoder(len(tokenizer), max_length=tokenizer.max_length)
     if r.architecture == "unet":
-        return TextConditioned(UNet(unet_shapes(**r.model)), encoder, "tokens")
-    if r.architecture == "dit":
+        network, use = UNet(unet_shapes(**r.model)), "tokens"
+    elif r.architecture == "dit":
         cfg = dit_shapes(**{"input_size": r.resolution, **r.model})
-        return TextConditioned(DiT(cfg), encoder, "pooled" if cfg.context_dim is None else "pooled+tokens")
-    return TextConditioned(UViT(uvit_shapes(**{"image_size": r.resolution, **r.model})), encoder, "tokens")
+        network, use = DiT(cfg), "pooled" if cfg.context_dim is None else "pooled+tokens"
+    else:
+        network, use = UViT(uvit_shapes(**{"image_size": r.resolution, **r.model})), "tokens"
+    return TextConditioned(network, encoder, use, r.prediction_type)
+
+
+def pipeline_of(r: Recipe, model: nn.Module):
+    """The ``Pipeline`` of a diffusion recipe's model: its schedule, the tokenizer, its resolution."""
+    from .diffusion import make_schedule
+    from .models.text import Tokenizer
+    from .pipeline import Pipeline
+
+    return Pipeline(model, make_schedule(r.schedule), Tokenizer(), resolution=r.resolution)
 
 
 # --- checkpoints and cards -------------------------------------------------------------------------
@@ -175,11 +188,6 @@ def load(name: str, device: str | torch.device = "cpu", folder: Path = CHECKPOIN
     """
     from safetensors.torch import load_file
 
-    from .diffusion import make_schedule
-    from .diffusion.forward import EpsilonDenoiser
-    from .models.text import Tokenizer
-    from .pipeline import Pipeline
-
     info = card(name, folder)
     weights = Path(folder) / info["file"]
     if not weights.exists():
@@ -189,18 +197,15 @@ def load(name: str, device: str | torch.device = "cpu", folder: Path = CHECKPOIN
         raise ValueError(f"{name}: {weights.name} has sha256 {digest[:12]}..., but its card records "
                          f"{info['sha256'][:12]}...; refusing to load a file that is not the one the card describes")
     r = Recipe.from_dict(info["recipe"])
-    torch.manual_seed(0)
-    model = build_model(r)
+    with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten; the caller's RNG stays as it was
+        model = build_model(r)
     state = load_file(str(weights))
     expected = model.state_dict()
     if set(state) != set(expected):
         raise ValueError(f"{name}: the weights do not fit the recipe's model: {sorted(set(state) ^ set(expected))[:5]}")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     model = model.to(device).eval()
-    if r.kind == "classifier":
-        return model
-    schedule = make_schedule(r.schedule)
-    return Pipeline(EpsilonDenoiser(model, schedule, r.prediction_type), schedule, Tokenizer(), resolution=r.resolution)
+    return model if r.kind == "classifier" else pipeline_of(r, model)
 
 
 def code_version() -> str:

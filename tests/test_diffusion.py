@@ -85,6 +85,15 @@ def test_ddpm_plan_and_ddim_previous_conventions():
 # --- bad input: a ValueError that names the argument -------------------------------------------
 
 
+class PredictsV:
+    """A denoiser that declares it predicts v."""
+
+    prediction_type = "v_prediction"
+
+    def __call__(self, x, t, cond):
+        return x
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda: d.timesteps(10, 1000, "cosine"), "spacing"),
     (lambda: d.timesteps(0, 1000), "num_steps"),
@@ -119,6 +128,10 @@ def test_ddpm_plan_and_ddim_previous_conventions():
     (lambda: d.sample(lambda x, t, c: x, d.linear(), torch.zeros(3, 2), 50), "sampler"),
     (lambda: d.sample(lambda x, t, c: x, d.linear(), torch.zeros(3, 2), generator=0), "generator"),
     (lambda: d.ClassifierFreeGuidance(lambda x, t, c: x, float("nan")), "scale"),
+    (lambda: setattr(d.ClassifierFreeGuidance(lambda x, t, c: x, 3.0), "scale", "7"), "scale"),
+    (lambda: d.diffusion_loss(PredictsV(), d.linear(), torch.zeros(2, 3), prediction_type="epsilon"), "prediction_type"),
+    (lambda: d.sample(PredictsV(), d.linear(), torch.zeros(2, 3), d.DDPMSampler(5)), "sampler.prediction_type"),
+    (lambda: d.ddim_step(torch.zeros(2, 3), 500, torch.zeros(2, 3), d.linear(), 480, noise=torch.zeros(3)), "noise"),
     (lambda: d.x0_from_eps(torch.zeros(2, 3), torch.zeros(3, 2), torch.tensor(0.5)), "eps"),
     (lambda: d.x0_eps_from_output(torch.zeros(2, 3), torch.zeros(2, 3), "0.5"), "abar"),
     (lambda: toy2d.gaussian_ring().eps(torch.zeros(2, 2), torch.tensor([0.5, 1.5])), "abar"),

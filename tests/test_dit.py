@@ -24,7 +24,7 @@ def test_gflops_table_reproduces_the_paper_within_two_percent():
 def test_parameter_counts_match_the_paper():
     for name, millions in {"DiT-S/2": 33, "DiT-B/2": 130, "DiT-L/2": 458, "DiT-XL/2": 675}.items():
         with torch.device("meta"):
-            model = D.DiT(D.DIT_SIZES[name](out_channels=8))
+            model = D.DiT(D.dit_size(name, out_channels=8))
         assert round(count_parameters(model) / 1e6) == millions
 
 

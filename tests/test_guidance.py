@@ -42,6 +42,38 @@ def test_ilvr_copies_the_references_coarse_structure():
     assert (nearest(finer) == 3).all()
 
 
+class Reparameterised:
+    """The mixture denoiser's eps, presented as a network that predicts x_0 or v."""
+
+    def __init__(self, prediction_type):
+        self.prediction_type = prediction_type
+
+    def __call__(self, x, t, cond):
+        eps, abar = DENOISER(x, t, cond), SCHEDULE.abar(t, x)
+        return d.output_from_x0_eps(d.x0_from_eps(x, eps, abar), eps, abar, self.prediction_type)
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "v_prediction"])
+def test_sampling_and_guidance_read_the_denoisers_own_parameterisation(prediction_type):
+    """The same model under another parameterisation samples the same images: with the default sampler, which
+    follows the denoiser, and through pixel guidance and CFG, which return what they wrap predicts."""
+    x_T = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    layout = torch.nn.functional.avg_pool2d(TRAIN[5:6], 4).expand(4, -1, -1, -1)
+    other = Reparameterised(prediction_type)
+    assert torch.allclose(d.sample(other, SCHEDULE, x_T, progress=False),
+                          d.sample(DENOISER, SCHEDULE, x_T, progress=False), atol=1e-4)
+    guided = d.ClassifierFreeGuidance(PixelGuidance(other, SCHEDULE, layout, scale=30.0, factor=4), 1.5)
+    assert guided.prediction_type == prediction_type
+    reference = d.ClassifierFreeGuidance(PixelGuidance(DENOISER, SCHEDULE, layout, scale=30.0, factor=4), 1.5)
+    assert torch.allclose(d.sample(guided, SCHEDULE, x_T, d.DDIMSampler(25, prediction_type=prediction_type),
+                                   progress=False),
+                          d.sample(reference, SCHEDULE, x_T, d.DDIMSampler(25), progress=False), atol=1e-4)
+    with pytest.raises(ValueError, match="^sampler.prediction_type is 'epsilon', but the denoiser"):
+        d.sample(guided, SCHEDULE, x_T, d.DDIMSampler(25), progress=False)
+    with pytest.raises(ValueError, match="^sampler.prediction_type"):
+        d.sample(other, SCHEDULE, x_T, ILVR(d.DDIMSampler(25), TRAIN[:4], factor=4), progress=False)
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda: PixelGuidance(DENOISER, SCHEDULE, torch.zeros(3, 4, 4), 1.0, 4), "layout"),
     (lambda: PixelGuidance(DENOISER, SCHEDULE, torch.zeros(1, 3, 4, 4), -1.0, 4), "scale"),

@@ -6,9 +6,21 @@ import torch
 import coursekit.diffusion as d
 from coursekit.data import ShapesWorld, toy2d
 from coursekit.models import DiT, DiTConfig, MixtureDenoiser
-from coursekit.train import train
+from coursekit.train import make_optimizer, train
 
 SCHEDULE = d.cosine()
+WORLD = ShapesWorld(resolution=8, max_objects=1)
+
+
+def batches(step):
+    scenes = WORLD.sample(16, seed=step)
+    return WORLD.render(scenes)[0], scenes.colour[:, 0]
+
+
+def small_dit():
+    torch.manual_seed(0)
+    return DiT(DiTConfig(input_size=8, patch_size=2, in_channels=3, out_channels=3, hidden=32, depth=2, heads=2,
+                         num_classes=6))
 
 
 def test_loss_of_the_exact_denoiser_is_below_predicting_zero():
@@ -34,17 +46,8 @@ def test_loss_draws_t_inside_t_range_and_is_seeded():
 
 
 def test_training_lowers_the_loss_and_is_deterministic():
-    world = ShapesWorld(resolution=8, max_objects=1)
-
-    def batches(step):
-        scenes = world.sample(16, seed=step)
-        return world.render(scenes)[0], scenes.colour[:, 0]
-
     def run():
-        torch.manual_seed(0)
-        model = DiT(DiTConfig(input_size=8, patch_size=2, in_channels=3, out_channels=3, hidden=32, depth=2,
-                              heads=2, num_classes=6))
-        return train(model, SCHEDULE, batches, 60, lr=3e-3, seed=0, progress=False)
+        return train(small_dit(), SCHEDULE, batches, 60, lr=3e-3, seed=0, progress=False)
 
     losses = run()
     assert losses == run()
@@ -63,15 +66,23 @@ def test_bad_input(call, name):
 
 
 def test_bf16_training_runs_and_learns():
-    world = ShapesWorld(resolution=8, max_objects=1)
-
-    def batches(step):
-        scenes = world.sample(16, seed=step)
-        return world.render(scenes)[0], scenes.colour[:, 0]
-
-    torch.manual_seed(0)
-    model = DiT(DiTConfig(input_size=8, patch_size=2, in_channels=3, out_channels=3, hidden=32, depth=2, heads=2,
-                          num_classes=6))
+    model = small_dit()
     losses = train(model, SCHEDULE, batches, 40, lr=3e-3, precision="bf16", progress=False)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert sum(losses[-10:]) < 0.8 * sum(losses[:10])
+
+
+def test_weight_decay_shrinks_only_linear_and_convolution_weights():
+    """One AdamW step with zero gradients and lr 0.1, decay 0.5: decayed tensors shrink by 5%, the others
+    (biases, norms, the label embedding, position embeddings) stay as they were."""
+    model = small_dit()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = make_optimizer(model, 0.1, weight_decay=0.5)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    shrunk = {k for k, p in model.named_parameters() if not torch.equal(p, before[k])}
+    kept = set(before) - shrunk
+    assert shrunk and all(k.endswith(".weight") for k in shrunk)
+    assert "y_embed.weight" in kept and any(k.endswith(".bias") for k in kept)
+    assert all(torch.allclose(dict(model.named_parameters())[k], 0.95 * before[k]) for k in shrunk)

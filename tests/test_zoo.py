@@ -152,10 +152,10 @@ def test_shipped_models_beat_the_trivial_predictor_at_every_noise_level_and_use_
     from coursekit.models.text import Tokenizer, caption_ids
 
     pipe = zoo.load(name)
-    assert zoo.card(name)["recipe"]["prediction_type"] == "v_prediction"
+    assert pipe.prediction_type == zoo.card(name)["recipe"]["prediction_type"] == "v_prediction"
     scenes = ShapesWorld(resolution=32).sample(32, seed=123)
     x0, ids = ShapesWorld(resolution=32).render(scenes)[0], caption_ids(Tokenizer(), scenes)
-    measured = level_errors(pipe.denoiser.network, pipe.schedule, x0, ids)
+    measured = level_errors(pipe.denoiser, pipe.schedule, x0, ids)
     assert max(measured["relative_error"]) < 0.1 and min(measured["t_change"]) > 0.3, measured
 
 

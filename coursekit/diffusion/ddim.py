@@ -12,18 +12,11 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_choice, check_float
-from ._stepping import SamplerSettings, check_step_args, step_noise
-from .forward import x0_eps_from_output
+from ._stepping import SamplerSettings, abar_at, check_step_args, step_noise
+from .forward import eps_from_x0, x0_eps_from_output
 from .schedules import NoiseSchedule
 
 PREVIOUS = ("stride", "next")
-
-
-def _abar_or(schedule: NoiseSchedule, t: int, set_alpha_to_one: bool) -> torch.Tensor:
-    """abar_t, or for t < 0 (beyond the last level) 1.0 or abar_0 (diffusers' ``set_alpha_to_one``)."""
-    if t >= 0:
-        return schedule.alphas_cumprod[t]
-    return torch.tensor(1.0) if set_alpha_to_one else schedule.alphas_cumprod[0]
 
 
 def ddim_step(
@@ -54,16 +47,22 @@ def ddim_step(
     ``use_clipped_model_output`` re-derives eps_hat = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t) from
     the clipped x0_hat (diffusers' option of that name), keeping the step on the line through x_t.
     """
-    t, prev_t = check_step_args(model_output, t, x_t, schedule, prev_t, prediction_type, clip_sample)
-    eta = check_float("eta", eta, 0.0)
+    t, prev_t = check_step_args(model_output, t, x_t, schedule, prev_t, prediction_type, clip_sample,
+                                noise=noise, generator=generator)
+    return _ddim_step(model_output, t, x_t, schedule, prev_t, check_float("eta", eta, 0.0), generator, noise,
+                      prediction_type, clip_sample, set_alpha_to_one, use_clipped_model_output)
+
+
+def _ddim_step(model_output, t, x_t, schedule, prev_t, eta, generator, noise, prediction_type, clip_sample,
+               set_alpha_to_one, use_clipped_model_output):
     abar_t = schedule.alphas_cumprod[t]
-    abar_prev = _abar_or(schedule, prev_t, set_alpha_to_one)
+    abar_prev = abar_at(schedule, prev_t, set_alpha_to_one)
 
     x0, eps = x0_eps_from_output(model_output, x_t, abar_t, prediction_type)
     if clip_sample is not None:
         x0 = x0.clamp(-clip_sample, clip_sample)
         if use_clipped_model_output:
-            eps = (x_t - abar_t**0.5 * x0) / (1 - abar_t) ** 0.5
+            eps = eps_from_x0(x_t, x0, abar_t)
 
     variance = ((1 - abar_prev) / (1 - abar_t)) * (1 - abar_t / abar_prev)  # eq. 16 without eta
     std = eta * variance**0.5
@@ -95,7 +94,11 @@ def ddim_inverse_step(
     t, source_t = check_step_args(
         model_output, t, x_s, schedule, source_t, prediction_type, clip_sample, other_name="source_t"
     )
-    abar_s = _abar_or(schedule, source_t, set_alpha_to_one)
+    return _ddim_inverse_step(model_output, t, x_s, schedule, source_t, prediction_type, clip_sample, set_alpha_to_one)
+
+
+def _ddim_inverse_step(model_output, t, x_s, schedule, source_t, prediction_type, clip_sample, set_alpha_to_one):
+    abar_s = abar_at(schedule, source_t, set_alpha_to_one)
     abar_t = schedule.alphas_cumprod[t]
     x0, eps = x0_eps_from_output(model_output, x_s, abar_s, prediction_type)
     if clip_sample is not None:
@@ -147,11 +150,9 @@ class DDIMSampler(_DDIMSettings):
         return self.pairs(T)
 
     def step(self, model_output, t, prev_t, x, schedule, generator=None):
-        return ddim_step(
-            model_output, t, x, schedule, prev_t, eta=self.eta, generator=generator,
-            prediction_type=self.prediction_type, clip_sample=self.clip_sample,
-            set_alpha_to_one=self.set_alpha_to_one, use_clipped_model_output=self.use_clipped_model_output,
-        )
+        """``ddim_step`` with these settings, unchecked: ``sample`` checked the tensors."""
+        return _ddim_step(model_output, t, x, schedule, prev_t, self.eta, generator, None, self.prediction_type,
+                          self.clip_sample, self.set_alpha_to_one, self.use_clipped_model_output)
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,6 @@ class DDIMInverter(_DDIMSettings):
         return self.pairs(T)[::-1]
 
     def step(self, model_output, t, source_t, x, schedule, generator=None):
-        return ddim_inverse_step(
-            model_output, t, x, schedule, source_t, prediction_type=self.prediction_type,
-            clip_sample=self.clip_sample, set_alpha_to_one=self.set_alpha_to_one,
-        )
+        """``ddim_inverse_step`` with these settings, unchecked: ``invert`` checked the tensors."""
+        return _ddim_inverse_step(model_output, t, x, schedule, source_t, self.prediction_type, self.clip_sample,
+                                  self.set_alpha_to_one)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_choice
-from ._stepping import SamplerSettings, check_step_args, step_noise
+from ._stepping import SamplerSettings, abar_at, check_step_args, step_noise
 from .forward import x0_eps_from_output
 from .schedules import NoiseSchedule
 
@@ -41,11 +41,16 @@ def ddpm_step(
     it is ``noise`` if given, else drawn from ``generator`` after the model call, as diffusers does.
     ``clip_sample``: clamp x0_hat to [-clip_sample, clip_sample] (off when None).
     """
-    t, prev_t = check_step_args(model_output, t, x_t, schedule, prev_t, prediction_type, clip_sample)
+    t, prev_t = check_step_args(model_output, t, x_t, schedule, prev_t, prediction_type, clip_sample,
+                                noise=noise, generator=generator)
     check_choice("variance_type", variance_type, VARIANCE_TYPES)
-    ac = schedule.alphas_cumprod
-    abar_t = ac[t]
-    abar_prev = ac[prev_t] if prev_t >= 0 else torch.tensor(1.0)
+    return _ddpm_step(model_output, t, x_t, schedule, prev_t, generator, noise, variance_type, prediction_type,
+                      clip_sample)
+
+
+def _ddpm_step(model_output, t, x_t, schedule, prev_t, generator, noise, variance_type, prediction_type, clip_sample):
+    abar_t = schedule.alphas_cumprod[t]
+    abar_prev = abar_at(schedule, prev_t)
     beta_prod_t, beta_prod_prev = 1 - abar_t, 1 - abar_prev
     alpha_step = abar_t / abar_prev  # alpha' of the (possibly strided) step
     beta_step = 1 - alpha_step  # beta'
@@ -88,7 +93,6 @@ class DDPMSampler(SamplerSettings):
         return list(zip(ts, ts[1:] + [-1]))
 
     def step(self, model_output, t, prev_t, x, schedule, generator=None):
-        return ddpm_step(
-            model_output, t, x, schedule, prev_t, generator=generator, variance_type=self.variance_type,
-            prediction_type=self.prediction_type, clip_sample=self.clip_sample,
-        )
+        """``ddpm_step`` with these settings, unchecked: ``sample`` checked the tensors."""
+        return _ddpm_step(model_output, t, x, schedule, prev_t, generator, None, self.variance_type,
+                          self.prediction_type, self.clip_sample)

@@ -79,6 +79,32 @@ def x0_eps_from_output(
     return x0, eps
 
 
+def output_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """What a network of ``prediction_type`` outputs for the prediction (x_0, eps): the inverse of
+    ``x0_eps_from_output``, and the regression target of ``diffusion_loss`` for the true (x_0, eps)."""
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    if prediction_type == "epsilon":
+        return eps
+    if prediction_type == "sample":
+        return x0
+    return v_from_x0_eps(x0, eps, abar)
+
+
+def prediction_type_of(denoiser, given: str | None = None, name: str = "prediction_type") -> str:
+    """The parameterisation of ``denoiser``'s output: its ``prediction_type`` attribute, "epsilon" when it
+    has none (ARCHITECTURE.md, "The one protocol"). ``given`` (named ``name``), when not None, must agree
+    with a declared one; it is what counts for a denoiser that declares nothing."""
+    declared = getattr(denoiser, "prediction_type", None)
+    if declared is not None:
+        check_choice(f"{type(denoiser).__name__}.prediction_type", declared, PREDICTION_TYPES)
+    if given is None:
+        return declared or "epsilon"
+    check_choice(name, given, PREDICTION_TYPES)
+    if declared is not None and declared != given:
+        raise ValueError(f"{name} is {given!r}, but the denoiser ({type(denoiser).__name__}) predicts {declared!r}")
+    return given
+
+
 def randn(shape, generator: torch.Generator | None, device, dtype) -> torch.Tensor:
     """Standard normal noise drawn on the generator's device, then moved to ``device``.
 
@@ -88,21 +114,3 @@ def randn(shape, generator: torch.Generator | None, device, dtype) -> torch.Tens
     check_generator("generator", generator)
     rand_device = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=rand_device, dtype=dtype).to(device)
-
-
-class EpsilonDenoiser(torch.nn.Module):
-    """Present a network trained to predict x0 or v as an eps-predicting denoiser, the protocol every
-    sampler and editing method speaks: eps = sqrt(abar) v + sqrt(1 - abar) x_t for v, and
-    (x_t - sqrt(abar) x0) / sqrt(1 - abar) for x0 (see ``x0_eps_from_output``)."""
-
-    def __init__(self, network: torch.nn.Module, schedule: NoiseSchedule, prediction_type: str):
-        super().__init__()
-        self.network, self.schedule = network, schedule
-        self.prediction_type = check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
-        out = self.network(x_t, t, cond)
-        if self.prediction_type == "epsilon":
-            return out
-        t = check_timesteps("t", t, self.schedule.T, batch=x_t.shape[0]).expand(x_t.shape[0])
-        return x0_eps_from_output(out, x_t, self.schedule.abar(t, x_t), self.prediction_type)[1]

@@ -1,21 +1,29 @@
 """Read a diffusers scheduler's configuration as a coursekit schedule and sampler.
 
 So that a student can take a diffusers pipeline (e.g. Stable Diffusion's DDIM configuration) and
-run coursekit's samplers and editing methods with exactly the same numbers. Options coursekit does
-not implement (dynamic thresholding, zero-terminal-SNR rescaling, learned variances) are refused
-rather than ignored.
+run coursekit's samplers and editing methods with exactly the same numbers. Every config key is
+implemented or refused (dynamic thresholding, zero-terminal-SNR rescaling, learned variances), never
+ignored.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .._checks import check_config_keys, check_int, init_defaults
 from .ddim import DDIMInverter, DDIMSampler
 from .ddpm import DDPMSampler
 from .schedules import NoiseSchedule, cosine, linear, scaled_linear, sigmoid
 
 _BETAS = {"linear": linear, "scaled_linear": scaled_linear, "squaredcos_cap_v2": cosine, "sigmoid": sigmoid}
 _SAMPLERS = {"DDIMScheduler": DDIMSampler, "DDPMScheduler": DDPMSampler, "DDIMInverseScheduler": DDIMInverter}
+# Every key of the schedulers' configs is read (_MAPPED), has no effect once the refused options are off
+# (_INERT: dynamic thresholding's parameters), or must hold the one value coursekit implements (_REQUIRED).
+_MAPPED = {"num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "clip_sample",
+           "clip_sample_range", "set_alpha_to_one", "steps_offset", "prediction_type", "timestep_spacing",
+           "variance_type"}
+_INERT = {"dynamic_thresholding_ratio", "sample_max_value"}
+_REQUIRED = {"thresholding": False, "rescale_betas_zero_snr": False}
 
 
 def schedule_from_diffusers(config) -> NoiseSchedule:
@@ -47,11 +55,12 @@ def from_diffusers(scheduler, num_inference_steps: int | None = None, eta: float
     if kind not in _SAMPLERS:
         raise ValueError(f"scheduler must be one of {list(_SAMPLERS)}, got {kind}")
     config = scheduler.config
-    steps = num_inference_steps or scheduler.num_inference_steps
+    check_config_keys(config, "coursekit's samplers", mapped=_MAPPED, required=_REQUIRED, inert=_INERT,
+                      defaults=init_defaults(type(scheduler)))
+    steps = num_inference_steps if num_inference_steps is not None else scheduler.num_inference_steps
     if steps is None:
         raise ValueError("num_inference_steps must be given, or set on the scheduler with set_timesteps")
-    if config.get("thresholding"):
-        raise ValueError("config.thresholding=True (dynamic thresholding) is not supported")
+    check_int("num_inference_steps", steps, 1)
     spacing = config.get("timestep_spacing", "leading")
     kwargs = dict(
         num_steps=steps,

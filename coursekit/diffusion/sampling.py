@@ -1,9 +1,11 @@
 """The sampling loop shared by every sampler, and DDIM inversion with the same loop run upwards.
 
-A denoiser is any callable ``eps = denoiser(x_t, t, cond)`` with x_t (B, ...) float, t (B,) long
-in [0, T) and a model-specific ``cond`` (or None); see DESIGN.md, "The one protocol". A sampler
-(``DDPMSampler``, ``DDIMSampler``, ``DDIMInverter``) says which levels to visit (``plan``) and how
-to take one step (``step``); this loop calls the denoiser between the two.
+A denoiser is any callable ``out = denoiser(x_t, t, cond)`` with x_t (B, ...) float, t (B,) long
+in [0, T) and a model-specific ``cond`` (or None); ``out`` is eps, x_0 or v as the denoiser's
+``prediction_type`` says (ARCHITECTURE.md, "The one protocol"). A sampler (``DDPMSampler``,
+``DDIMSampler``, ``DDIMInverter``) says which levels to visit (``plan``) and how to take one step
+(``step``, which reads ``out`` with the sampler's ``prediction_type``); this loop calls the denoiser
+between the two, and checks the inputs once so that the steps need not.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Any, Callable, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import check_finite, check_generator, check_tensor, check_timesteps
+from .._checks import check_generator, check_tensor, check_timesteps
 from .ddim import DDIMInverter, DDIMSampler
-from .forward import x0_from_eps
+from .forward import prediction_type_of, x0_eps_from_output
 from .schedules import NoiseSchedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
@@ -40,13 +42,15 @@ def sample(
     callback: Callback | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Denoise ``x_T`` (B, ...) to a sample x_0 with ``sampler`` (default: 50-step DDIM, eta 0):
+    """Denoise ``x_T`` (B, ...) to a sample x_0 with ``sampler`` (default: 50-step DDIM, eta 0, reading the
+    denoiser's ``prediction_type``; a given sampler must read the same one):
     DDPM's Algorithm 2 (Ho et al. 2020) or DDIM's eq. 12 (Song et al. 2021) applied level by level.
 
     ``generator`` drives the noise of stochastic samplers; with the same x_T and seed the result is
     the same. ``callback(i, t, x, x0_hat)`` sees every step, e.g. to record the trajectory.
     """
-    return _run(denoiser, schedule, x_T, sampler or DDIMSampler(), cond, generator, callback, progress, "sample")
+    sampler = sampler or DDIMSampler(prediction_type=prediction_type_of(denoiser))
+    return _run(denoiser, schedule, x_T, sampler, cond, generator, callback, progress, "sample")
 
 
 def invert(
@@ -64,7 +68,8 @@ def invert(
     DDIM inversion (Song et al., ICLR 2021, sec. 5.4): the eta = 0 ODE integrated from data to
     noise. The round trip x_0 -> x_T -> x_0 is exact only as the number of steps grows.
     """
-    return _run(denoiser, schedule, x_0, inverter or DDIMInverter(), cond, None, callback, progress, "invert")
+    inverter = inverter or DDIMInverter(prediction_type=prediction_type_of(denoiser))
+    return _run(denoiser, schedule, x_0, inverter, cond, None, callback, progress, "invert")
 
 
 @torch.no_grad()
@@ -75,7 +80,8 @@ def _run(denoiser, schedule, x, sampler, cond, generator, callback, progress, de
         raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     if not (callable(getattr(sampler, "plan", None)) and callable(getattr(sampler, "step", None))):
         raise ValueError(f"sampler must have plan(T) and step(...), like DDIMSampler; got {type(sampler).__name__}")
-    check_finite("x", check_tensor("x", x, ndim=range(2, 8)))  # once, on any device; the steps check on CPU only
+    prediction_type_of(denoiser, getattr(sampler, "prediction_type", None), "sampler.prediction_type")
+    check_tensor("x", x, ndim=range(2, 8))  # once (values on CPU only: no device sync); the steps do not check
     check_generator("generator", generator)
     for i, (t, other_t) in enumerate(tqdm(sampler.plan(schedule.T), desc=desc, disable=not progress)):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
@@ -91,8 +97,9 @@ def _run(denoiser, schedule, x, sampler, cond, generator, callback, progress, de
 
 @torch.no_grad()
 def predict_x0(denoiser: Denoiser, schedule: NoiseSchedule, x_t: torch.Tensor, t, cond: Any = None) -> torch.Tensor:
-    """The denoiser's one-shot estimate of the clean data, x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
-    (Ho et al. 2020, eq. 15): what a sampler "aims at" from level t."""
+    """The denoiser's one-shot estimate of the clean data, e.g. x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+    for an eps-predicting one (Ho et al. 2020, eq. 15): what a sampler "aims at" from level t."""
     check_tensor("x_t", x_t, ndim=range(2, 8))
     t = check_timesteps("t", t, schedule.T, batch=x_t.shape[0]).expand(x_t.shape[0]).to(x_t.device)
-    return x0_from_eps(x_t, denoiser(x_t, t, cond), schedule.abar(t, x_t))
+    out = denoiser(x_t, t, cond)
+    return x0_eps_from_output(out, x_t, schedule.abar(t, x_t), prediction_type_of(denoiser))[0]

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_float, check_index, check_int, check_tensor, check_timesteps
+from .._checks import (check_choice, check_config_keys, check_float, check_index, check_int, check_tensor,
+                       check_timesteps, init_defaults)
 from .layers import Attention, TimestepMLP, config_repr, modulate, unpatchify
+from .text import WIDTH as TEXT_WIDTH
 
 CONDITIONING = ("adaln-zero", "adaln", "cross-attention", "in-context")
 
@@ -245,19 +247,36 @@ class DiT(nn.Module):
 # --- the sizes of Table 1 -------------------------------------------------------------------------
 
 
-def _size(depth: int, hidden: int, heads: int, patch: int):
-    def factory(**overrides) -> DiTConfig:
-        return DiTConfig(**{**dict(depth=depth, hidden=hidden, heads=heads, patch_size=patch), **overrides})
-
-    factory.__doc__ = f"DiT with depth {depth}, width {hidden}, {heads} heads, patch {patch} (Table 1)."
-    return factory
+TABLE_1 = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}  # depth, width, heads
+DIT_SIZES = tuple(f"DiT-{size}/{patch}" for size in TABLE_1 for patch in (8, 4, 2))
 
 
-dit_s8, dit_s4, dit_s2 = _size(12, 384, 6, 8), _size(12, 384, 6, 4), _size(12, 384, 6, 2)
-dit_b8, dit_b4, dit_b2 = _size(12, 768, 12, 8), _size(12, 768, 12, 4), _size(12, 768, 12, 2)
-dit_l8, dit_l4, dit_l2 = _size(24, 1024, 16, 8), _size(24, 1024, 16, 4), _size(24, 1024, 16, 2)
-dit_xl8, dit_xl4, dit_xl2 = _size(28, 1152, 16, 8), _size(28, 1152, 16, 4), _size(28, 1152, 16, 2)
-DIT_SIZES = {f"DiT-{s}/{p}": globals()[f"dit_{s.lower()}{p}"] for s in ("S", "B", "L", "XL") for p in (8, 4, 2)}
+def dit_size(name: str, **overrides) -> DiTConfig:
+    """The config of a Table 1 model by its name in the paper, "DiT-S/8" .. "DiT-XL/2" (the number is the patch)."""
+    check_choice("name", name, DIT_SIZES)
+    size, patch = name[4:].split("/")
+    depth, hidden, heads = TABLE_1[size]
+    return DiTConfig(**{**dict(depth=depth, hidden=hidden, heads=heads, patch_size=int(patch)), **overrides})
+
+
+def dit_s2(**overrides) -> DiTConfig:
+    """DiT-S/2: depth 12, width 384, 6 heads, patch 2."""
+    return dit_size("DiT-S/2", **overrides)
+
+
+def dit_b2(**overrides) -> DiTConfig:
+    """DiT-B/2: depth 12, width 768, 12 heads, patch 2."""
+    return dit_size("DiT-B/2", **overrides)
+
+
+def dit_l2(**overrides) -> DiTConfig:
+    """DiT-L/2: depth 24, width 1024, 16 heads, patch 2."""
+    return dit_size("DiT-L/2", **overrides)
+
+
+def dit_xl2(**overrides) -> DiTConfig:
+    """DiT-XL/2, the paper's best: depth 28, width 1152, 16 heads, patch 2."""
+    return dit_size("DiT-XL/2", **overrides)
 
 
 def dit_shapes(**overrides) -> DiTConfig:
@@ -265,7 +284,7 @@ def dit_shapes(**overrides) -> DiTConfig:
     adaLN-Zero on the pooled 128-wide caption vector; ``context_dim=128`` adds PixArt-alpha's
     cross-attention to the caption tokens."""
     return DiTConfig(**{**dict(input_size=32, patch_size=2, in_channels=3, out_channels=3, hidden=256, depth=5,
-                               heads=4, num_classes=None, cond_dim=128), **overrides})
+                               heads=4, num_classes=None, cond_dim=TEXT_WIDTH), **overrides})
 
 
 # --- diffusers interop ----------------------------------------------------------------------------
@@ -291,20 +310,33 @@ def diffusers_dit(cfg: DiTConfig):
     return model
 
 
-def from_diffusers(model) -> DiT:
-    """A coursekit DiT with the weights of a diffusers ``DiTTransformer2DModel``. diffusers keeps one
-    copy of the timestep/label embedder per block; they must be equal, and one copy is used."""
-    c = dict(model.config)
-    for key, value in dict(norm_type="ada_norm_zero", activation_fn="gelu-approximate", attention_bias=True,
-                           norm_elementwise_affine=False, dropout=0.0).items():
-        if c.get(key, value) != value:
-            raise ValueError(f"config.{key}={c[key]!r} is not supported; coursekit's DiT needs {value!r}")
-    cfg = DiTConfig(
+# Every key of a diffusers DiT config is read into DiTConfig (_MAPPED), has no effect on the numbers (_INERT:
+# adaLN-Zero has no GroupNorm; upcast_attention changes float16 rounding only, and coursekit's DiT is float32),
+# or must hold the one value coursekit implements (_REQUIRED); see ``check_config_keys``.
+_MAPPED = {"num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "num_layers", "sample_size",
+           "patch_size", "num_embeds_ada_norm", "norm_eps"}
+_INERT = {"norm_num_groups", "upcast_attention"}
+_REQUIRED = dict(norm_type="ada_norm_zero", activation_fn="gelu-approximate", attention_bias=True,
+                 norm_elementwise_affine=False, dropout=0.0)
+
+
+def config_from_diffusers(config, defaults: dict | None = None) -> DiTConfig:
+    """The DiTConfig of a diffusers ``DiTTransformer2DModel`` config; every key is implemented or refused
+    (``defaults``, the diffusers class's own, let a key this loader does not know through at its default)."""
+    c = dict(config)
+    check_config_keys(c, "coursekit's DiT", mapped=_MAPPED, required=_REQUIRED, inert=_INERT, defaults=defaults)
+    return DiTConfig(
         input_size=c["sample_size"], patch_size=c["patch_size"], in_channels=c["in_channels"],
         out_channels=c["out_channels"] or c["in_channels"], hidden=c["num_attention_heads"] * c["attention_head_dim"],
         depth=c["num_layers"], heads=c["num_attention_heads"], num_classes=c["num_embeds_ada_norm"],
         class_dropout=0.1, freq_shift=1.0, mlp_norm_eps=c["norm_eps"],
     )
+
+
+def from_diffusers(model) -> DiT:
+    """A coursekit DiT with the weights of a diffusers ``DiTTransformer2DModel``. diffusers keeps one
+    copy of the timestep/label embedder per block; they must be equal, and one copy is used."""
+    cfg = config_from_diffusers(model.config, init_defaults(type(model)))
     sd = model.state_dict()
     emb = {k.split("norm1.emb.", 1)[1]: v for k, v in sd.items() if k.startswith("transformer_blocks.0.norm1.emb.")}
     for i in range(1, cfg.depth):
@@ -347,9 +379,9 @@ def gflops_table(image_size: int = 256) -> dict[str, float]:
 
     latent = image_size // 8
     out = {}
-    for name, factory in DIT_SIZES.items():
+    for name in DIT_SIZES:
         with torch.device("meta"):
-            model = DiT(factory(input_size=latent))
+            model = DiT(dit_size(name, input_size=latent))
         x = torch.zeros(1, 4, latent, latent, device="meta")
         out[name] = count_macs(model, x, torch.zeros(1, dtype=torch.long, device="meta"), torch.zeros(
             1, dtype=torch.long, device="meta")) / 1e9

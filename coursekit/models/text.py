@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_int, check_tensor
+from .._checks import check_choice, check_int, check_tensor
+from ..diffusion.forward import PREDICTION_TYPES
 from .layers import Attention
 
 SPECIALS = ("[PAD]", "[UNK]", "[BOS]")
@@ -150,10 +151,13 @@ class EncoderBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+WIDTH = 128  # the caption features' width: what the shapes models' context_dim / cond_dim must be
+
+
 class TextEncoder(nn.Module):
     """Token ids (B, L) -> per-token features (B, L, width) and the pooled [BOS] feature (B, width)."""
 
-    def __init__(self, vocab_size: int, width: int = 128, depth: int = 2, heads: int = 4, max_length: int = 32):
+    def __init__(self, vocab_size: int, width: int = WIDTH, depth: int = 2, heads: int = 4, max_length: int = 32):
         super().__init__()
         check_int("vocab_size", vocab_size, len(SPECIALS) + 1)
         check_int("depth", depth, 1)
@@ -176,15 +180,16 @@ class TextEncoder(nn.Module):
 class TextConditioned(nn.Module):
     """A denoiser whose ``cond`` is caption token ids: the encoder turns them into what the network
     takes, the token features (cross-attention, U-ViT tokens), the pooled vector (adaLN), or both
-    ("pooled+tokens": the pooled vector as ``cond``, the tokens as ``context``, PixArt-alpha's DiT)."""
+    ("pooled+tokens": the pooled vector as ``cond``, the tokens as ``context``, PixArt-alpha's DiT).
+    ``prediction_type``: what the network was trained to output (eps, x_0 or v), which samplers read."""
 
     USES = ("tokens", "pooled", "pooled+tokens")
 
-    def __init__(self, network: nn.Module, encoder: TextEncoder, use: str):
+    def __init__(self, network: nn.Module, encoder: TextEncoder, use: str, prediction_type: str = "epsilon"):
         super().__init__()
-        if use not in self.USES:
-            raise ValueError(f"use must be one of {self.USES}, got {use!r}")
-        self.network, self.encoder, self.use = network, encoder, use
+        self.network, self.encoder = network, encoder
+        self.use = check_choice("use", use, self.USES)
+        self.prediction_type = check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         check_tensor("cond", cond, shape=(x.shape[0], self.encoder.max_length), floating=False)

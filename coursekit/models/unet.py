@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_float, check_int, check_tensor, check_timesteps
+from .._checks import (check_choice, check_config_keys, check_float, check_int, check_tensor, check_timesteps,
+                       init_defaults)
 from .layers import GEGLU, Attention, TimestepMLP, config_repr
+from .text import WIDTH as TEXT_WIDTH
 
 
 @dataclass(frozen=True)
@@ -313,7 +315,7 @@ def unet_shapes(**overrides) -> UNetConfig:
     text tokens at 16x16 and 8x8. 6.7M parameters (13.4 MB in 16-bit), 1.3 GMACs per image."""
     return UNetConfig(**{**dict(
         channels=(64, 128, 128), attention=(False, True, True), heads=(4, 4, 4), layers_per_level=1,
-        transformer=True, context_dim=128, norm_eps=1e-5, flip_sin_to_cos=True, freq_shift=0.0,
+        transformer=True, context_dim=TEXT_WIDTH, norm_eps=1e-5, flip_sin_to_cos=True, freq_shift=0.0,
     ), **overrides})
 
 
@@ -359,20 +361,53 @@ def convert_diffusers_state_dict(state_dict: dict, transformer: bool) -> dict:
     return out
 
 
-def config_from_diffusers(config) -> UNetConfig:
-    """The UNetConfig of a diffusers ``UNet2DModel`` or ``UNet2DConditionModel`` config, refusing the
-    options coursekit's U-Net does not have (rather than ignoring them)."""
+# Every key of a diffusers U-Net config is read into UNetConfig (_MAPPED), has no effect on the numbers
+# (_INERT), or must hold the one value coursekit implements (_REQUIRED); see ``check_config_keys``.
+_MAPPED = {"in_channels", "out_channels", "block_out_channels", "layers_per_block", "norm_num_groups", "norm_eps",
+           "flip_sin_to_cos", "freq_shift", "downsample_padding", "dropout", "down_block_types", "up_block_types",
+           "attention_head_dim"}
+_INERT = {"sample_size", "num_train_timesteps"}  # nominal size and step count: the network does not read them
+_REQUIRED = dict(act_fn="silu", time_embedding_type="positional", time_embedding_dim=None, class_embed_type=None,
+                 num_class_embeds=None, center_input_sample=False, mid_block_scale_factor=1)
+_MAPPED_2D = _MAPPED | {"add_attention"}
+# with scale_shift, diffusers' middle attention has no GroupNorm: a quirk coursekit does not copy
+_REQUIRED_2D = {**_REQUIRED, "resnet_time_scale_shift": "default", "downsample_type": "conv", "upsample_type": "conv",
+                "attn_norm_num_groups": None, "mid_block_type": "UNetMidBlock2D"}
+_MAPPED_CONDITION = _MAPPED | {"cross_attention_dim", "use_linear_projection", "num_attention_heads",
+                               "resnet_time_scale_shift"}
+# upcast_attention computes attention in float32 under float16 weights: the same numbers in float32, which is
+# what coursekit's attention computes in when the model is float32
+_INERT_CONDITION = _INERT | {"upcast_attention", "addition_embed_type_num_heads"}  # the latter: only with addition_embed_type
+_REQUIRED_CONDITION = {
+    **_REQUIRED, "mid_block_type": "UNetMidBlock2DCrossAttn", "transformer_layers_per_block": 1,
+    "reverse_transformer_layers_per_block": None, "only_cross_attention": False, "dual_cross_attention": False,
+    "addition_embed_type": None, "addition_time_embed_dim": None, "encoder_hid_dim": None,
+    "encoder_hid_dim_type": None, "time_cond_proj_dim": None, "time_embedding_act_fn": None, "timestep_post_act": None,
+    "conv_in_kernel": 3, "conv_out_kernel": 3, "resnet_skip_time_act": False, "resnet_out_scale_factor": 1.0,
+    "attention_type": "default", "projection_class_embeddings_input_dim": None, "cross_attention_norm": None,
+    "mid_block_only_cross_attention": None, "class_embeddings_concat": False,
+}
+
+
+def config_from_diffusers(config, defaults: dict | None = None) -> UNetConfig:
+    """The UNetConfig of a diffusers ``UNet2DModel`` or ``UNet2DConditionModel`` config. Every key is
+    implemented or refused with a ValueError naming it; ``defaults`` (the diffusers class's own) lets a key
+    this loader does not know through when it holds its default."""
     c = dict(config)
-    down, up = list(c["down_block_types"]), list(c["up_block_types"])
     conditional = "cross_attention_dim" in c
+    if conditional:
+        check_config_keys(c, "coursekit's U-Net", mapped=_MAPPED_CONDITION, required=_REQUIRED_CONDITION,
+                          inert=_INERT_CONDITION, defaults=defaults)
+    else:
+        check_config_keys(c, "coursekit's U-Net", mapped=_MAPPED_2D, required=_REQUIRED_2D, inert=_INERT,
+                          defaults=defaults)
+    down, up = list(c["down_block_types"]), list(c["up_block_types"])
     attn_down, attn_up = ("CrossAttnDownBlock2D", "CrossAttnUpBlock2D") if conditional else ("AttnDownBlock2D", "AttnUpBlock2D")
     attention = tuple(b == attn_down for b in down)
     if any(b not in (attn_down, "DownBlock2D") for b in down):
         raise ValueError(f"config.down_block_types must use {attn_down} and DownBlock2D only, got {down}")
     if up != [attn_up if a else "UpBlock2D" for a in reversed(attention)]:
         raise ValueError(f"config.up_block_types must mirror the down blocks, got {up}")
-    _refuse(c, act_fn="silu", time_embedding_type="positional", class_embed_type=None, num_class_embeds=None,
-            center_input_sample=False, time_embedding_dim=None)
     ch = tuple(c["block_out_channels"])
     common = dict(
         in_channels=c["in_channels"], out_channels=c["out_channels"], channels=ch, attention=attention,
@@ -381,21 +416,16 @@ def config_from_diffusers(config) -> UNetConfig:
         downsample_padding=c["downsample_padding"], dropout=c["dropout"],
     )
     if not conditional:
-        # with scale_shift, diffusers' middle attention has no GroupNorm: a quirk coursekit does not copy
-        _refuse(c, resnet_time_scale_shift="default", mid_block_scale_factor=1, downsample_type="conv",
-                upsample_type="conv", attn_norm_num_groups=None, mid_block_type="UNetMidBlock2D")
         head_dim = c["attention_head_dim"]
         heads = tuple(1 if head_dim is None else w // head_dim for w in ch)
         return UNetConfig(**common, heads=heads, mid_attention=c["add_attention"], time_norm="add")
-    _refuse(c, mid_block_type="UNetMidBlock2DCrossAttn", transformer_layers_per_block=1, only_cross_attention=False,
-            dual_cross_attention=False, addition_embed_type=None, encoder_hid_dim=None, time_cond_proj_dim=None,
-            timestep_post_act=None, conv_in_kernel=3, conv_out_kernel=3, resnet_skip_time_act=False,
-            resnet_out_scale_factor=1.0, attention_type="default", projection_class_embeddings_input_dim=None,
-            mid_block_only_cross_attention=None, class_embeddings_concat=False)
     heads = c.get("num_attention_heads") or c["attention_head_dim"]  # diffusers' legacy name for the head count
     heads = tuple(heads) if isinstance(heads, (list, tuple)) else (heads,) * len(ch)
     if not isinstance(c["cross_attention_dim"], int):
         raise ValueError(f"config.cross_attention_dim must be one int, got {c['cross_attention_dim']}")
+    if c["resnet_time_scale_shift"] not in ("default", "scale_shift"):
+        raise ValueError(f"config.resnet_time_scale_shift must be 'default' or 'scale_shift', "
+                         f"got {c['resnet_time_scale_shift']!r}")
     return UNetConfig(**common, heads=heads, transformer=True, context_dim=c["cross_attention_dim"],
                       linear_projection=c["use_linear_projection"],
                       time_norm={"default": "add", "scale_shift": "scale_shift"}[c["resnet_time_scale_shift"]])
@@ -438,7 +468,7 @@ def diffusers_unet(cfg: UNetConfig):
 def from_diffusers(model) -> UNet:
     """A coursekit UNet with the weights of a diffusers ``UNet2DModel`` or ``UNet2DConditionModel``;
     every tensor is checked for shape and every one is used (nanoGPT's ``from_pretrained`` idea)."""
-    cfg = config_from_diffusers(model.config)
+    cfg = config_from_diffusers(model.config, init_defaults(type(model)))
     ours = UNet(cfg)
     weights = convert_diffusers_state_dict(model.state_dict(), cfg.transformer)
     expected = ours.state_dict()
@@ -450,10 +480,3 @@ def from_diffusers(model) -> UNet:
             raise ValueError(f"model's {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
     ours.load_state_dict(weights)
     return ours.to(next(model.parameters()).dtype)
-
-
-def _refuse(config: dict, **supported) -> None:
-    """Raise unless every named config entry (when present) has the one value coursekit supports."""
-    for key, value in supported.items():
-        if key in config and config[key] != value and not (value is None and not config[key]):
-            raise ValueError(f"config.{key}={config[key]!r} is not supported; coursekit's U-Net needs {value!r}")

@@ -17,6 +17,7 @@ from torch import nn
 
 from .._checks import check_float, check_index, check_int, check_tensor, check_timesteps
 from .layers import Attention, TimestepMLP, config_repr, timestep_embedding, unpatchify
+from .text import WIDTH as TEXT_WIDTH
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def uvit_shapes(**overrides) -> UViTConfig:
     """The course's text-to-image U-ViT for 32x32 shapes images: width 256, depth 7, 4 heads, patch 2,
     the 32 caption tokens (128 wide) as tokens beside time and patches."""
     return UViTConfig(**{**dict(image_size=32, patch_size=2, in_channels=3, hidden=256, depth=7, heads=4,
-                                context_dim=128, context_len=32), **overrides})
+                                context_dim=TEXT_WIDTH, context_len=32), **overrides})
 
 
 def uvit_small(**overrides) -> UViTConfig:
