@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_float, check_int, check_tensor
+from ._checks import check_int, check_tensor
 from .data.shapes import Scenes, ShapesWorld
 from .models.classifier import cell_targets
 
@@ -100,7 +100,6 @@ def caption_accuracy(pipeline, classifier, n: int = 256, guidance: float = 3.0, 
                      max_objects: int = 2) -> dict:
     """Generate one image per caption of n fresh scenes and score it with the classifier; also the
     diversity: the mean RMS distance between two images of the same caption from different seeds."""
-    check_float("guidance", guidance)
     chunks = _chunks(n)
     world = ShapesWorld(resolution=pipeline.resolution, max_objects=max_objects)
     per_chunk, spread = [], []

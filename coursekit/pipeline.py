@@ -51,7 +51,7 @@ class Pipeline:
 
     def guided(self, scale: float) -> ClassifierFreeGuidance:
         """The denoiser with classifier-free guidance towards the caption, against the empty caption."""
-        return ClassifierFreeGuidance(self.denoiser, check_float("scale", scale), uncond=self.encode_text([""]))
+        return ClassifierFreeGuidance(self.denoiser, scale, uncond=self.encode_text([""]))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] to the space the model denoises (pixel space: unchanged)."""
@@ -67,6 +67,7 @@ class Pipeline:
         """Images (B, C, R, R) for the captions, from noise drawn with ``seed``, by ``sampler`` (default:
         ``self.sampler(steps)``, 50 steps unless ``steps`` says; give one of the two, not both)."""
         check_int("seed", seed, 0)
+        check_float("guidance", guidance)
         if steps is not None and sampler is not None:
             raise ValueError("give steps or sampler, not both: a sampler carries its own number of steps")
         sampler = sampler or self.sampler(50 if steps is None else check_int("steps", steps, 1))

@@ -14,6 +14,8 @@ from coursekit.evaluate import level_errors
 from coursekit.models.text import Tokenizer, caption_ids
 from coursekit.train import train
 
+pytestmark = pytest.mark.slow  # each architecture trains for 150 steps
+
 SCHEDULE, R = cosine(), 16
 SMALL = {  # the zoo's architectures (zoo.build_model with the recipes' choices), shrunk
     "unet": dict(channels=(32, 64), attention=(False, True), heads=(2, 2)),

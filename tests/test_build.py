@@ -11,6 +11,7 @@ from coursekit import zoo
 from coursekit.build import build, plan_budget
 
 
+@pytest.mark.slow
 def test_a_budgeted_build_sizes_steps_from_a_probe_and_ends_inside_its_budget(tmp_path):
     minutes = 1.5
     start = time.perf_counter()
@@ -82,6 +83,7 @@ def test_the_cli_reports_bad_input_in_one_line(tmp_path):
     assert main(["zoo", "build", "tiny-unet", "--minutes", "0", "--folder", str(tmp_path)]) == 2
 
 
+@pytest.mark.slow
 def test_side_by_side_training_processes_give_the_weights_of_an_in_process_run(tmp_path):
     from coursekit.build import _train_processes
     from coursekit.train import fit

@@ -1,3 +1,4 @@
+import pytest
 """The ``coursekit`` command, run as a user runs it."""
 
 import json
@@ -33,6 +34,7 @@ def test_unknown_benchmark_is_refused():
     assert out.returncode == 2 and "known: shapes" in out.stderr
 
 
+@pytest.mark.slow
 def test_model_bench_compares_both_libraries_and_reports_ratios():
     out = coursekit("bench", "dit-s2", "--json", "--batch", "2", "--steps", "1", "--rounds", "1",
                     "--sample-steps", "2")
@@ -43,6 +45,7 @@ def test_model_bench_compares_both_libraries_and_reports_ratios():
     assert row["train_ratio"] > 0 and row["sample_ratio"] > 0
 
 
+@pytest.mark.slow
 def test_bench_times_the_trainer_against_the_bare_step_in_one_run():
     out = coursekit("bench", "trainer-unet", "--batch", "4", "--steps", "10", "--rounds", "1", "--json")
     assert out.returncode == 0, out.stderr[-2000:]

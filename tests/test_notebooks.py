@@ -40,6 +40,7 @@ def test_every_lesson_has_at_least_two_exercises(path):
     assert all(BEGIN not in c.source and "NotImplementedError" in c.source for c in exercises)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
 def test_generated_lesson_fails_only_with_not_implemented_in_exercise_cells(path):
     nb = nbformat.read(path, as_version=4)

@@ -75,6 +75,7 @@ def test_ddim_on_a_gaussian_converges_to_its_mean_and_covariance_at_first_order(
         assert 1.7 < cov_err[S] / cov_err[2 * S] < 2.4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", [d.DDPMSampler(1000), d.DDIMSampler(200, spacing="trailing")],
                          ids=["ddpm-1000", "ddim-200"])
 def test_samples_match_the_mixture_mean_and_covariance(sampler):
@@ -121,6 +122,7 @@ def log_log_slope(xs, ys):
     return (((lx - lx.mean()) * (ly - ly.mean())).sum() / ((lx - lx.mean()) ** 2).sum()).item()
 
 
+@pytest.mark.slow
 def test_inversion_round_trip_error_falls_as_one_over_steps_squared():
     """DDIM inversion then DDIM sampling with S steps each. Measured MSE on the ring (three seeds):
     7.3e-4..8.9e-4 at S=50 down to 2.2e-6..2.5e-6 at S=1000, a log-log slope of -1.94..-1.98."""
@@ -141,6 +143,7 @@ def test_guidance_scale_one_is_conditional_zero_is_unconditional():
     assert torch.allclose(d.ClassifierFreeGuidance(den, 3.0)(x, t, k), e_u + 3 * (e_c - e_u))
 
 
+@pytest.mark.slow
 def test_guidance_trades_diversity_for_class_accuracy():
     """Two overlapping Gaussians at (+-0.6, 0), std 0.5; samples conditioned on class 0 and judged
     by the mixture's own posterior. Measured accuracy: 0.49-0.51 (s=0), 0.90 (s=1), 0.999 (s=2)."""

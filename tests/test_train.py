@@ -45,6 +45,7 @@ def test_loss_draws_t_inside_t_range_and_is_seeded():
     assert seen[0].min() >= 200 and seen[0].max() < 300 and len(seen[0].unique()) > 50
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_is_deterministic():
     def run():
         return train(small_dit(), SCHEDULE, batches, 60, lr=3e-3, seed=0, progress=False)

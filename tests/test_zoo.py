@@ -5,7 +5,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -59,6 +58,7 @@ def test_the_ema_update_is_the_per_tensor_lerp():
     assert all(torch.equal(ema.shadow[k], reference[k]) for k in reference)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_resumes_exactly(tmp_path):
     whole = fit(TINY, tmp_path / "whole", progress=False)
     fit(TINY, tmp_path / "split", stop_after=10, progress=False)  # interrupted at step 10 ...
@@ -69,8 +69,9 @@ def test_training_is_deterministic_and_resumes_exactly(tmp_path):
     assert [entry["step"] for entry in log] == [10, 20]
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_under_accelerate_launch_train_the_same_kind_of_checkpoint(tmp_path):
-    single = fit(TINY.replace(steps=4), tmp_path / "one", progress=False)
+    fit(TINY.replace(steps=4), tmp_path / "one", progress=False)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "coursekit.cli", "train", "tiny-unet", "--out", str(tmp_path / "two"), "--steps", "4", "--quiet"]
@@ -115,6 +116,7 @@ def test_a_tampered_checkpoint_is_refused(tmp_path):
         zoo.load("shapes-classifier", folder=tmp_path)  # ... one flipped bit does not
 
 
+@pytest.mark.slow
 def test_classifier_card_claim_holds_on_a_fresh_chunk():
     """Chunk 0 of the card's measurement, re-measured: the same 32 scenes, so the same count (allowing
     one image for float differences across machines); and the card's claim meets the 99% target."""
@@ -125,6 +127,7 @@ def test_classifier_card_claim_holds_on_a_fresh_chunk():
     assert abs(now["joint"] - claim["joint_per_chunk"][0]) <= 1 / CHUNK + 1e-9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["shapes-unet", "shapes-dit", "shapes-uvit"])
 def test_diffusion_card_claims_hold_on_chunk_zero(name):
     info = zoo.card(name)
@@ -141,6 +144,7 @@ TEXT_TO_IMAGE = ["shapes-unet", "shapes-dit", pytest.param("shapes-uvit", marks=
                         "its loss at low noise is 4-8x the others'; the next GPU zoo build replaces it"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TEXT_TO_IMAGE)
 def test_shipped_models_beat_the_trivial_predictor_at_every_noise_level_and_use_t(name):
     """A card can only say what a model scores; this says the model works at every level. Measured on 32
@@ -169,3 +173,17 @@ def test_pipeline_generation_is_seeded_and_guidance_report_scores_it():
     assert a.shape == (2, 3, 32, 32) and torch.equal(a, pipe.generate(scenes.captions(), guidance=2.0, steps=3, seed=5))
     report = guidance_report(pipe, judge, scenes, 2.0, steps=3, seed=5)
     assert torch.equal(report["images"], a) and report["correct"]["joint"].shape == (2,)
+
+
+def test_loading_leaves_the_global_rng_as_it_was_and_generate_takes_steps_or_a_sampler():
+    torch.manual_seed(7)
+    expected = torch.randn(3)
+    torch.manual_seed(7)
+    pipe = zoo.load("shapes-unet")
+    assert torch.equal(torch.randn(3), expected)
+    a = pipe.generate(["a red circle"], steps=2, seed=1)
+    assert torch.equal(a, pipe.generate(["a red circle"], sampler=pipe.sampler(2), seed=1))
+    with pytest.raises(ValueError, match="^give steps or sampler, not both"):
+        pipe.generate(["a red circle"], steps=2, sampler=pipe.sampler(2))
+    with pytest.raises(ValueError, match="^guidance"):
+        pipe.generate(["a red circle"], guidance="3")
