@@ -69,6 +69,12 @@ def test_split_experts_start_equal_to_the_model_and_train_independently():
     assert torch.allclose(out[:2], base(x[:2], t[:2], y[:2]), atol=1e-6) and not torch.allclose(out[2:], base(x[2:], t[2:], y[2:]))
 
 
+def predicting_v():
+    module = torch.nn.Identity()
+    module.prediction_type = "v_prediction"
+    return module
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda: uvit_small(patch_size=3), "patch_size"),
     (lambda: uvit_small(heads=7), "heads"),
@@ -79,6 +85,7 @@ def test_split_experts_start_equal_to_the_model_and_train_independently():
     (lambda: UViT(small(num_classes=4))(torch.zeros(1, 3, 32, 32), torch.tensor([1]), torch.tensor([5])), "cond"),
     (lambda: Experts([torch.nn.Identity()], [500], T=1000), "experts"),
     (lambda: Experts([torch.nn.Identity()] * 2, [1000], T=1000), "boundaries"),
+    (lambda: Experts([torch.nn.Identity(), predicting_v()], [500], T=1000), "experts"),
 ])
 def test_bad_config_or_input(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):

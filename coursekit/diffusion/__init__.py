@@ -31,10 +31,10 @@ from .schedules import (
 from .spacing import SPACINGS, timesteps
 
 __all__ = [
-    "ILVR", "ClassifierFreeGuidance", "DDIMInverter", "DDIMSampler", "DDPMSampler", "Denoiser", "NoiseSchedule",
-    "PixelGuidance",
-    "PREDICTION_TYPES", "SCHEDULES", "SPACINGS", "cosine", "ddim_inverse_step", "ddim_step", "ddpm_step", "diffusion_loss",
-    "eps_from_x0", "from_diffusers", "output_from_x0_eps", "prediction_type_of", "invert", "linear", "logsnr_cosine", "logsnr_shifted_cosine", "low_pass", "make_schedule", "predict_x0", "q_sample",
-    "sample", "scaled_linear", "schedule_from_diffusers", "shifted_cosine", "sigmoid", "timesteps", "v_from_x0_eps", "x0_eps_from_output",
-    "x0_from_eps",
+    "ClassifierFreeGuidance", "cosine", "ddim_inverse_step", "ddim_step", "DDIMInverter", "DDIMSampler",
+    "ddpm_step", "DDPMSampler", "Denoiser", "diffusion_loss", "eps_from_x0", "from_diffusers", "ILVR", "invert",
+    "linear", "logsnr_cosine", "logsnr_shifted_cosine", "low_pass", "make_schedule", "NoiseSchedule",
+    "output_from_x0_eps", "PixelGuidance", "predict_x0", "prediction_type_of", "PREDICTION_TYPES", "q_sample",
+    "sample", "scaled_linear", "schedule_from_diffusers", "SCHEDULES", "shifted_cosine", "sigmoid", "SPACINGS",
+    "timesteps", "v_from_x0_eps", "x0_eps_from_output", "x0_from_eps"
 ]

@@ -19,8 +19,9 @@ class ClassifierFreeGuidance:
     s > 1 pushes samples towards what distinguishes ``cond`` from ``uncond``. The result meets the
     denoiser protocol, so every sampler and editing method accepts it; the combination is linear, so it
     holds for v or x_0 outputs as for eps, and the wrapper keeps the denoiser's ``prediction_type``.
-    ``scale`` may be changed between calls (e.g. by a widget; it is checked when set). A tensor ``uncond`` with batch 1 stands for every sample; when
-    ``cond`` and ``uncond`` are tensors of one shape, both predictions come from one batched call.
+    ``scale`` may be changed between calls (e.g. by a widget; it is checked when set). A tensor
+    ``uncond`` with batch 1 stands for every sample; when ``cond`` and ``uncond`` are tensors of one
+    shape, both predictions come from one batched call.
     """
 
     def __init__(self, denoiser: Denoiser, scale: float, uncond: Any = None):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .._checks import check_int, check_tensor, check_timesteps
+from ..diffusion.forward import prediction_type_of
 
 
 class Experts(nn.Module):
@@ -23,6 +24,7 @@ class Experts(nn.Module):
 
     ``boundaries`` b_1 < ... < b_{K-1} split [0, T) into K intervals; expert k handles
     b_k <= t < b_{k+1} (with b_0 = 0, b_K = T). Any tensor ``cond`` is split along the batch too.
+    The experts must predict the same thing (their ``prediction_type``), which the ensemble then declares.
     """
 
     def __init__(self, experts: Sequence[nn.Module], boundaries: Sequence[int], T: int):
@@ -33,6 +35,10 @@ class Experts(nn.Module):
         edges = [0, *boundaries, T]
         if any(not isinstance(b, int) for b in boundaries) or any(a >= b for a, b in zip(edges, edges[1:])):
             raise ValueError(f"boundaries must be increasing ints strictly inside (0, {T}), got {list(boundaries)}")
+        kinds = {prediction_type_of(e) for e in experts}
+        if len(kinds) > 1:
+            raise ValueError(f"experts must share one prediction_type, got {sorted(kinds)}")
+        self.prediction_type = kinds.pop()
         self.experts = nn.ModuleList(experts)
         self.register_buffer("boundaries", torch.tensor(list(boundaries), dtype=torch.long), persistent=False)
         self.T = T
