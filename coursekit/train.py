@@ -43,6 +43,8 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> to
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if id(p) in decayed], "weight_decay": weight_decay},
               {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
+    if not weight_decay:  # one group, as checkpoints written before the split hold
+        groups = [{"params": params, "weight_decay": 0.0}]
     kernel = {"fused": True} if params and params[0].is_cuda else {"foreach": True}
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, **kernel)
 
