@@ -1,0 +1,106 @@
+"""DDIM inversion on a pipeline: an image back to the noise that generates it, and the way back.
+
+Song, Meng & Ermon, "Denoising Diffusion Implicit Models", ICLR 2021, sec. 5.4: with eta = 0 DDIM is an
+Euler discretisation of an ODE, so the chain run upwards (``diffusion.DDIMInverter``) encodes an image into
+x_T, and DDIM sampling from x_T with the same settings decodes it. Each upward step evaluates the network
+at the current, less noisy x with the next timestep, so the round trip is exact only as the number of
+steps S grows (the error falls roughly as 1/S^2; Table 2). Inversion may be conditioned on a caption and
+guided; with classifier-free guidance the round trip degrades (null-text inversion, Mokady et al., CVPR
+2023, repairs that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import check_float, check_int, check_tensor, values_checkable
+from ..diffusion import DDIMInverter, DDIMSampler, invert as invert_chain, sample
+from ..pipeline import Pipeline
+
+
+@dataclass
+class Inversion:
+    """A DDIM inversion: ``latents[i]`` is x at level ``timesteps[i]``, from the clean images (level -1)
+    up to the noise x_T (``noise``), with what ``reconstruct`` needs to run the chain back."""
+
+    latents: list[torch.Tensor]
+    timesteps: list[int]
+    captions: list[str]
+    guidance: float
+    steps: int
+
+    @property
+    def noise(self) -> torch.Tensor:
+        return self.latents[-1]
+
+
+def _check_pipeline(pipe) -> Pipeline:
+    if not isinstance(pipe, Pipeline):
+        raise ValueError(f"pipe must be a coursekit Pipeline (e.g. zoo.load('shapes-unet')), got {type(pipe).__name__}")
+    return pipe
+
+
+def _check_captions(captions: Sequence[str] | None, batch: int) -> list[str]:
+    if captions is None:
+        return [""] * batch
+    if isinstance(captions, str) or not all(isinstance(c, str) for c in captions) or len(captions) != batch:
+        raise ValueError(f"captions must be a list of {batch} strings (one per image) or None, got {captions!r}")
+    return list(captions)
+
+
+def _samplers(pipe: Pipeline, steps: int) -> tuple[DDIMInverter, DDIMSampler]:
+    """An inverter and the sampler that retraces it: the same timesteps, no clipping (clipping x0 would
+    break the symmetry of the two chains)."""
+    settings = dict(num_steps=check_int("steps", steps, 1, pipe.schedule.T + 1), prediction_type=pipe.prediction_type)
+    return DDIMInverter(**settings), DDIMSampler(**settings)
+
+
+@torch.no_grad()
+def invert(pipe: Pipeline, images: torch.Tensor, captions: Sequence[str] | None = None, guidance: float = 1.0,
+           steps: int = 50, progress: bool = False) -> Inversion:
+    """Encode ``images`` (B, C, R, R) in [-1, 1] into the noise a DDIM sampler maps back to them.
+
+    ``captions`` condition every network call (None: the empty caption); ``guidance`` is the classifier-free
+    scale (1: the conditional model alone). Returns the whole trajectory (``Inversion``).
+    """
+    pipe = _check_pipeline(pipe)
+    check_tensor("images", images, shape=(None, pipe.channels, pipe.resolution, pipe.resolution))
+    if values_checkable(images) and images.numel() and (images.min() < -1 or images.max() > 1):
+        raise ValueError(f"images must lie in [-1, 1], got values in [{images.min():.3f}, {images.max():.3f}]")
+    captions = _check_captions(captions, images.shape[0])
+    guidance = check_float("guidance", guidance)
+    inverter, _ = _samplers(pipe, steps)
+    x0 = pipe.encode(images.to(pipe.device))
+    latents, levels = [x0], [-1]
+
+    def record(i, t, x, x0_hat):
+        latents.append(x)
+        levels.append(t)
+
+    invert_chain(pipe.guided(guidance), pipe.schedule, x0, inverter, cond=pipe.encode_text(captions),
+                 callback=record, progress=progress)
+    return Inversion(latents, levels, captions, guidance, steps)
+
+
+@torch.no_grad()
+def reconstruct(pipe: Pipeline, inversion: Inversion, progress: bool = False) -> torch.Tensor:
+    """Decode an inversion's noise with the DDIM sampler that retraces it (same steps, captions, guidance)."""
+    pipe = _check_pipeline(pipe)
+    if not isinstance(inversion, Inversion):
+        raise ValueError(f"inversion must be what editing.invert returns, got {type(inversion).__name__}")
+    _, sampler = _samplers(pipe, inversion.steps)
+    x0 = sample(pipe.guided(inversion.guidance), pipe.schedule, inversion.noise, sampler,
+                cond=pipe.encode_text(inversion.captions), progress=progress)
+    return pipe.decode(x0)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 2.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image, 10 log10(peak^2 / MSE), in dB; ``peak`` = 2 for images in
+    [-1, 1]. Identical images give inf."""
+    check_tensor("a", a, ndim=range(2, 6))
+    check_tensor("b", b, shape=tuple(a.shape))
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(check_float("peak", peak, 0.0) ** 2 / mse)
