@@ -37,21 +37,22 @@ class Inversion:
         return self.latents[-1]
 
 
-def _check_pipeline(pipe) -> Pipeline:
+def check_pipeline(pipe) -> Pipeline:
     if not isinstance(pipe, Pipeline):
         raise ValueError(f"pipe must be a coursekit Pipeline (e.g. zoo.load('shapes-unet')), got {type(pipe).__name__}")
     return pipe
 
 
-def _check_captions(captions: Sequence[str] | None, batch: int) -> list[str]:
+def check_captions(captions: Sequence[str] | None, batch: int, name: str = "captions") -> list[str]:
+    """``captions``: one string per image, or None for the empty caption."""
     if captions is None:
         return [""] * batch
     if isinstance(captions, str) or not all(isinstance(c, str) for c in captions) or len(captions) != batch:
-        raise ValueError(f"captions must be a list of {batch} strings (one per image) or None, got {captions!r}")
+        raise ValueError(f"{name} must be a list of {batch} strings (one per image) or None, got {captions!r}")
     return list(captions)
 
 
-def _samplers(pipe: Pipeline, steps: int) -> tuple[DDIMInverter, DDIMSampler]:
+def samplers(pipe: Pipeline, steps: int) -> tuple[DDIMInverter, DDIMSampler]:
     """An inverter and the sampler that retraces it: the same timesteps, no clipping (clipping x0 would
     break the symmetry of the two chains)."""
     settings = dict(num_steps=check_int("steps", steps, 1, pipe.schedule.T + 1), prediction_type=pipe.prediction_type)
@@ -66,13 +67,13 @@ def invert(pipe: Pipeline, images: torch.Tensor, captions: Sequence[str] | None 
     ``captions`` condition every network call (None: the empty caption); ``guidance`` is the classifier-free
     scale (1: the conditional model alone). Returns the whole trajectory (``Inversion``).
     """
-    pipe = _check_pipeline(pipe)
+    pipe = check_pipeline(pipe)
     check_tensor("images", images, shape=(None, pipe.channels, pipe.resolution, pipe.resolution))
     if values_checkable(images) and images.numel() and (images.min() < -1 or images.max() > 1):
         raise ValueError(f"images must lie in [-1, 1], got values in [{images.min():.3f}, {images.max():.3f}]")
-    captions = _check_captions(captions, images.shape[0])
+    captions = check_captions(captions, images.shape[0])
     guidance = check_float("guidance", guidance)
-    inverter, _ = _samplers(pipe, steps)
+    inverter, _ = samplers(pipe, steps)
     x0 = pipe.encode(images.to(pipe.device))
     latents, levels = [x0], [-1]
 
@@ -88,10 +89,10 @@ def invert(pipe: Pipeline, images: torch.Tensor, captions: Sequence[str] | None 
 @torch.no_grad()
 def reconstruct(pipe: Pipeline, inversion: Inversion, progress: bool = False) -> torch.Tensor:
     """Decode an inversion's noise with the DDIM sampler that retraces it (same steps, captions, guidance)."""
-    pipe = _check_pipeline(pipe)
+    pipe = check_pipeline(pipe)
     if not isinstance(inversion, Inversion):
         raise ValueError(f"inversion must be what editing.invert returns, got {type(inversion).__name__}")
-    _, sampler = _samplers(pipe, inversion.steps)
+    _, sampler = samplers(pipe, inversion.steps)
     x0 = sample(pipe.guided(inversion.guidance), pipe.schedule, inversion.noise, sampler,
                 cond=pipe.encode_text(inversion.captions), progress=progress)
     return pipe.decode(x0)
