@@ -49,6 +49,14 @@ class Pipeline:
         """Caption token ids (B, L) on the model's device; "" is the unconditional input."""
         return self.tokenizer(captions).to(self.device)
 
+    def text_features(self, captions: Sequence[str]) -> torch.Tensor:
+        """The text encoder's features (B, L, width) of the captions: a ``cond`` the denoiser takes in place of
+        token ids, and one that can be optimised (null-text inversion, Imagic)."""
+        encoder = getattr(self.denoiser, "encoder", None)
+        if encoder is None:
+            raise ValueError(f"pipe.denoiser must be text-conditioned (have an encoder), got {type(self.denoiser).__name__}")
+        return encoder(self.encode_text(captions))[0]
+
     def guided(self, scale: float) -> ClassifierFreeGuidance:
         """The denoiser with classifier-free guidance towards the caption, against the empty caption."""
         return ClassifierFreeGuidance(self.denoiser, scale, uncond=self.encode_text([""]))

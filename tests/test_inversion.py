@@ -1,11 +1,12 @@
-"""DDIM inversion on the shipped shapes U-Net: the trajectory, the round trip, and bad input."""
+"""DDIM inversion and null-text inversion on the shipped shapes U-Net: the trajectory, the round trip, what
+guidance does to it and what null-text inversion restores, and bad input."""
 
 import pytest
 import torch
 
 from coursekit import zoo
 from coursekit.data import ShapesWorld
-from coursekit.editing import Inversion, invert, psnr, reconstruct
+from coursekit.editing import Inversion, invert, null_text_invert, psnr, reconstruct
 
 PIPE = zoo.load("shapes-unet")
 WORLD = ShapesWorld(resolution=32, max_objects=2)
@@ -30,6 +31,27 @@ def test_the_round_trip_sharpens_with_more_steps():
     assert errors[50] > 38 and errors[50] > errors[10] + 6, errors
 
 
+def test_text_features_stand_in_for_the_caption():
+    """Null-text inversion optimises the encoder's output: passing it as ``cond`` is the same call."""
+    ids, t = PIPE.encode_text(SCENES.captions()), torch.tensor([10, 700])
+    with torch.no_grad():
+        by_ids = PIPE.denoiser(IMAGES, t, ids)
+        by_features = PIPE.denoiser(IMAGES, t, PIPE.text_features(SCENES.captions()))
+    assert torch.equal(by_ids, by_features)
+
+
+def test_null_text_inversion_restores_the_guided_round_trip():
+    """At guidance 7.5 the plain round trip breaks (10 steps, these 2 images, measured: 13.0 and 13.7 dB);
+    null-text inversion (10 Adam iterations per step) brings it back to 35.8 and 35.8 dB, above the unguided
+    round trip at the same steps (32.4, 32.5): its last step is fitted to the image itself."""
+    plain = psnr(reconstruct(PIPE, invert(PIPE, IMAGES, SCENES.captions(), guidance=7.5, steps=10)), IMAGES)
+    inv = null_text_invert(PIPE, IMAGES, SCENES.captions(), guidance=7.5, steps=10)
+    assert inv.guidance == 7.5 and sorted(inv.nulls) == [0, 100, 200, 300, 400, 500, 600, 700, 800, 900]
+    assert inv.nulls[900].shape == PIPE.text_features(SCENES.captions()).shape
+    restored = psnr(reconstruct(PIPE, inv), IMAGES)
+    assert (restored > plain + 15).all() and (restored > 32).all(), (plain, restored)
+
+
 def test_psnr_of_known_errors():
     a = torch.zeros(2, 3, 4, 4)
     b = a.clone()
@@ -48,6 +70,11 @@ def test_psnr_of_known_errors():
     (lambda: invert(PIPE.denoiser, IMAGES, steps=2), "pipe"),
     (lambda: reconstruct(PIPE, IMAGES), "inversion"),
     (lambda: psnr(IMAGES, IMAGES[:1]), "b"),
+    (lambda: null_text_invert(PIPE, IMAGES, steps=2, lr=0.0), "lr"),
+    (lambda: null_text_invert(PIPE, IMAGES, steps=2, iterations=-1), "iterations"),
+    (lambda: null_text_invert(PIPE, IMAGES, steps=0), "steps"),
+    (lambda: null_text_invert(PIPE, IMAGES, ["one caption"], steps=2), "captions"),
+    (lambda: PIPE.denoiser(IMAGES, torch.tensor([1, 2]), torch.zeros(2, 32, 7)), "cond"),
 ])
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):

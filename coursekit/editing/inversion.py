@@ -5,8 +5,7 @@ Euler discretisation of an ODE, so the chain run upwards (``diffusion.DDIMInvert
 x_T, and DDIM sampling from x_T with the same settings decodes it. Each upward step evaluates the network
 at the current, less noisy x with the next timestep, so the round trip is exact only as the number of
 steps S grows (the error falls roughly as 1/S^2; Table 2). Inversion may be conditioned on a caption and
-guided; with classifier-free guidance the round trip degrades (null-text inversion, Mokady et al., CVPR
-2023, repairs that).
+guided; with classifier-free guidance the round trip degrades (``null_text.py`` repairs that).
 """
 
 from __future__ import annotations
@@ -17,20 +16,23 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_float, check_int, check_tensor, values_checkable
-from ..diffusion import DDIMInverter, DDIMSampler, invert as invert_chain, sample
+from ..diffusion import ClassifierFreeGuidance, DDIMInverter, DDIMSampler, invert as invert_chain, sample
 from ..pipeline import Pipeline
 
 
 @dataclass
 class Inversion:
     """A DDIM inversion: ``latents[i]`` is x at level ``timesteps[i]``, from the clean images (level -1)
-    up to the noise x_T (``noise``), with what ``reconstruct`` needs to run the chain back."""
+    up to the noise x_T (``noise``), with what ``reconstruct`` needs to run the chain back: the captions,
+    the guidance scale, the number of steps and, from null-text inversion, the unconditional features
+    to guide with at each timestep (``nulls``; None: the empty caption's)."""
 
     latents: list[torch.Tensor]
     timesteps: list[int]
     captions: list[str]
     guidance: float
     steps: int
+    nulls: dict[int, torch.Tensor] | None = None
 
     @property
     def noise(self) -> torch.Tensor:
@@ -93,9 +95,28 @@ def reconstruct(pipe: Pipeline, inversion: Inversion, progress: bool = False) ->
     if not isinstance(inversion, Inversion):
         raise ValueError(f"inversion must be what editing.invert returns, got {type(inversion).__name__}")
     _, sampler = samplers(pipe, inversion.steps)
-    x0 = sample(pipe.guided(inversion.guidance), pipe.schedule, inversion.noise, sampler,
-                cond=pipe.encode_text(inversion.captions), progress=progress)
+    if inversion.nulls is None:
+        denoiser, cond = pipe.guided(inversion.guidance), pipe.encode_text(inversion.captions)
+    else:
+        denoiser, cond = NullPerStep(pipe, inversion.guidance, inversion.nulls), pipe.text_features(inversion.captions)
+    x0 = sample(denoiser, pipe.schedule, inversion.noise, sampler, cond=cond, progress=progress)
     return pipe.decode(x0)
+
+
+class NullPerStep(ClassifierFreeGuidance):
+    """Classifier-free guidance whose unconditional input is ``nulls[t]`` at timestep t (text features,
+    as null-text inversion optimised them); ``cond`` must then be text features too."""
+
+    def __init__(self, pipe: Pipeline, scale: float, nulls: dict[int, torch.Tensor]):
+        super().__init__(pipe.denoiser, scale)
+        self.nulls = nulls
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond) -> torch.Tensor:
+        level = int(t[0])
+        if level not in self.nulls:
+            raise ValueError(f"the null-text inversion has no features for timestep {level}: reconstruct with its steps")
+        self.uncond = self.nulls[level]
+        return super().__call__(x_t, t, cond)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 2.0) -> torch.Tensor:

@@ -181,6 +181,8 @@ class TextConditioned(nn.Module):
     """A denoiser whose ``cond`` is caption token ids: the encoder turns them into what the network
     takes, the token features (cross-attention, U-ViT tokens), the pooled vector (adaLN), or both
     ("pooled+tokens": the pooled vector as ``cond``, the tokens as ``context``, PixArt-alpha's DiT).
+    ``cond`` may also be the encoder's output itself, features (B, L, width) float, whose first token is the
+    pooled one: what null-text inversion and Imagic optimise in place of a caption.
     ``prediction_type``: what the network was trained to output (eps, x_0 or v), which samplers read."""
 
     USES = ("tokens", "pooled", "pooled+tokens")
@@ -192,8 +194,12 @@ class TextConditioned(nn.Module):
         self.prediction_type = check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        check_tensor("cond", cond, shape=(x.shape[0], self.encoder.max_length), floating=False)
-        tokens, pooled = self.encoder(cond)
+        if isinstance(cond, torch.Tensor) and cond.is_floating_point():
+            check_tensor("cond", cond, shape=(x.shape[0], self.encoder.max_length, self.encoder.width))
+            tokens, pooled = cond, cond[:, 0]
+        else:
+            check_tensor("cond", cond, shape=(x.shape[0], self.encoder.max_length), floating=False)
+            tokens, pooled = self.encoder(cond)
         if self.use == "pooled+tokens":
             return self.network(x, t, pooled, context=tokens)
         return self.network(x, t, tokens if self.use == "tokens" else pooled)
