@@ -64,6 +64,21 @@ def _eval(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from .report import report
+
+    result = report(quick=args.quick, sections=args.sections or None)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"machine: {result['machine']}")
+        for name, section in result["sections"].items():
+            print(f"\n{name} ({section['seconds']} s): {json.dumps(section['setup'])}")
+            for row in section["rows"]:
+                print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
 def _zoo(args) -> int:
     from .build import build
     from .zoo import CHECKPOINTS, card, names
@@ -115,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile coursekit's network")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_bench)
+
+    from .report import SECTIONS
+
+    p = sub.add_parser("report", help="reproduce the course's headline numbers from the shipped models")
+    p.add_argument("sections", nargs="*", metavar="SECTION", choices=[[]] + list(SECTIONS),
+                   help=f"sections to run (default: all of {', '.join(SECTIONS)})")
+    p.add_argument("--quick", action="store_true", help="small samples: checks the directions, not the numbers")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=_report)
 
     from .zoo import RECIPES
 

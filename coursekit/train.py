@@ -103,6 +103,24 @@ def train(
     return losses
 
 
+def fit_toy(name: str, schedule: NoiseSchedule, steps: int = 1000, batch: int = 512, seed: int = 0,
+            lr: float = 3e-3, progress: bool = False) -> nn.Module:
+    """A ``ToyMLP`` denoiser trained on the 2-D toy ``name`` (``data.toy2d``): fresh points every step, drawn
+    from ``seed``; the weights are initialised from ``seed`` too, so the same call gives the same model."""
+    from .data import toy2d
+    from .models.toy import ToyMLP
+
+    check_int("batch", batch, 1)
+    data = torch.Generator().manual_seed(check_int("seed", seed, 0))
+    check_choice("name", name, toy2d.TOYS)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ToyMLP()
+    train(model, schedule, lambda step: (toy2d.sample(name, batch, generator=data), None), steps, lr=lr, seed=seed,
+          progress=progress)
+    return model
+
+
 # --- the zoo trainer ---------------------------------------------------------------------------------
 
 

@@ -149,3 +149,35 @@ def guidance_explorer(pipe, judge, scenes, steps: int = 10):
 
     scale = widgets.FloatSlider(value=3.0, min=0.0, max=8.0, step=0.5, description="guidance")
     return widgets.interactive(show, {"manual": True, "manual_name": "Sample"}, scale=scale)
+
+
+def round_trip(pipe, images: torch.Tensor, captions, steps: int, guidance: float = 1.0) -> dict:
+    """DDIM-invert ``images`` under their ``captions`` and decode them back: the noise, the reconstruction and
+    the per-image PSNR (``editing``)."""
+    from .editing import invert, psnr, reconstruct
+
+    inv = invert(pipe, images, captions, guidance, steps)
+    back = reconstruct(pipe, inv)
+    return {"noise": inv.noise, "reconstruction": back, "psnr": psnr(back, images)}
+
+
+def inversion_explorer(pipe, images: torch.Tensor, captions):
+    """Pick an image, a step count and a guidance scale, press Invert: the image, its DDIM latent x_T, the
+    reconstruction from x_T and 10x their difference, with the round trip's PSNR."""
+    check_tensor("images", images, ndim=4)
+
+    def show(image, steps, guidance):
+        one = images[image:image + 1]
+        r = round_trip(pipe, one, [captions[image]], steps, guidance)
+        error = ((r["reconstruction"] - one) * 10).clamp(-1, 1)
+        show_images(torch.cat([one, r["noise"].clamp(-1, 1), r["reconstruction"].clamp(-1, 1), error]), size=1.8,
+                    titles=["image", "x_T (clipped)", "reconstruction", "10 x difference"],
+                    suptitle=f"{steps} steps, guidance {guidance}: PSNR {r['psnr'].item():.1f} dB")
+        plt.show()
+        return r
+
+    return widgets.interactive(
+        show, {"manual": True, "manual_name": "Invert"},
+        image=widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
+        steps=widgets.Dropdown(options=[2, 5, 10, 20, 50, 100], value=10, description="steps"),
+        guidance=widgets.Dropdown(options=[1.0, 3.0, 7.5], value=1.0, description="guidance"))

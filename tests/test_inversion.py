@@ -40,6 +40,7 @@ def test_text_features_stand_in_for_the_caption():
     assert torch.equal(by_ids, by_features)
 
 
+@pytest.mark.slow
 def test_null_text_inversion_restores_the_guided_round_trip():
     """At guidance 7.5 the plain round trip breaks (10 steps, these 2 images, measured: 13.0 and 13.7 dB);
     null-text inversion (10 Adam iterations per step) brings it back to 35.8 and 35.8 dB, above the unguided

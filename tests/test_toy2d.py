@@ -30,8 +30,26 @@ def test_each_toy_has_its_geometry():
     assert (moons[:, 0].min() < -2) and (moons[:, 0].max() > 2)
 
 
+@pytest.mark.slow
+def test_a_toy_mlp_trained_in_seconds_samples_its_toy():
+    """fit_toy: 1000 steps on the Gaussian ring (about 6 s); measured: 91% of 1000 DDIM samples within 0.6 of
+    a mean (untrained: 0%, 300 steps: 71%). The same call gives the same weights."""
+    import coursekit.diffusion as d
+    from coursekit.train import fit_toy
+
+    schedule = d.linear()
+    a, b = fit_toy("gaussians", schedule, 20), fit_toy("gaussians", schedule, 20)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    model = fit_toy("gaussians", schedule, 1000)
+    x = d.sample(model, schedule, torch.randn(1000, 2, generator=torch.Generator().manual_seed(1)), progress=False)
+    near = (torch.cdist(x.double(), toy2d.gaussian_ring().means).min(1).values < 0.6).float().mean()
+    assert near > 0.85, near
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda: toy2d.sample("spiral", 10, seed=0), "name"),
+    (lambda: __import__("coursekit.train").train.fit_toy("spiral", None, 1), "name"),
+    (lambda: __import__("coursekit.models").models.ToyMLP()(torch.zeros(3, 3), torch.zeros(3).long()), "x"),
     (lambda: toy2d.sample("moons", 0, seed=0), "n"),
     (lambda: toy2d.sample("moons", 10), "give exactly one"),
     (lambda: toy2d.gaussian_ring(std=0), "std"),

@@ -1,0 +1,157 @@
+"""``coursekit report``: the course's headline numbers, reproduced from the shipped models with fixed seeds.
+
+Each section is a function ``quick -> {"setup": ..., "rows": [...]}``; ``--quick`` runs every one on a small
+sample (minutes on a CPU, for the test that checks the structure and the direction of every effect); the full
+run is what the issue notes and lessons quote. Editing issues add their sections to ``SECTIONS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ._checks import check_choice
+from .machine import machine
+
+
+def _stats(values: torch.Tensor) -> dict:
+    return {"median": round(values.median().item(), 2), "mean": round(values.mean().item(), 2),
+            "min": round(values.min().item(), 2)}
+
+
+def _scenes(n: int, seed: int):
+    from .data import ShapesWorld
+
+    world = ShapesWorld(resolution=32, max_objects=2)
+    scenes = world.sample(n, seed=seed)
+    return scenes, world.render(scenes)[0]
+
+
+def inversion(quick: bool) -> dict:
+    """DDIM inversion round trip on shapes-unet: PSNR (peak 2) per image against steps, caption and guidance."""
+    from . import zoo
+    from .editing import invert, psnr, reconstruct
+
+    n, seed = (4, 1000) if quick else (64, 1000)
+    settings = ([("true", 1.0, s) for s in (5, 20)] + [("empty", 1.0, 20), ("true", 7.5, 20)] if quick else
+                [("true", 1.0, s) for s in (10, 20, 50, 100, 200)]
+                + [("empty", 1.0, 50), ("true", 3.0, 50), ("true", 7.5, 50)])
+    pipe = zoo.load("shapes-unet")
+    scenes, images = _scenes(n, seed)
+    rows = []
+    for caption, guidance, steps in settings:
+        start = time.perf_counter()
+        inv = invert(pipe, images, scenes.captions() if caption == "true" else None, guidance, steps)
+        rows.append({"caption": caption, "guidance": guidance, "steps": steps,
+                     "psnr": _stats(psnr(reconstruct(pipe, inv), images)),
+                     "noise_std": round(inv.noise.std().item(), 3),
+                     "seconds": round(time.perf_counter() - start, 1)})
+    return {"setup": {"model": "shapes-unet", "images": n, "seed": seed}, "rows": rows}
+
+
+def null_text(quick: bool) -> dict:
+    """Guided (7.5) round trip, plain DDIM inversion against null-text inversion."""
+    from . import zoo
+    from .editing import invert, null_text_invert, psnr, reconstruct
+
+    n, seed, steps, guidance = (2, 1000, 5, 7.5) if quick else (16, 1000, 20, 7.5)
+    pipe = zoo.load("shapes-unet")
+    scenes, images = _scenes(n, seed)
+    rows = []
+    for method in ("plain", "null-text"):
+        start = time.perf_counter()
+        if method == "plain":
+            inv = invert(pipe, images, scenes.captions(), guidance, steps)
+        else:
+            inv = null_text_invert(pipe, images, scenes.captions(), guidance, steps)
+        rows.append({"method": method, "guidance": guidance, "steps": steps,
+                     "psnr": _stats(psnr(reconstruct(pipe, inv), images)),
+                     "seconds": round(time.perf_counter() - start, 1)})
+    return {"setup": {"model": "shapes-unet", "images": n, "seed": seed, "iterations": 10, "lr": 0.1}, "rows": rows}
+
+
+def nearest_distance(points: torch.Tensor, domain: str, seed: int = 99) -> float:
+    """Median distance from each point to the nearest of 5000 fresh points of the toy ``domain``: near that
+    of the domain's own points when ``points`` lie in it."""
+    from .data import toy2d
+
+    return round(torch.cdist(points, toy2d.sample(domain, 5000, seed=seed)).min(1).values.median().item(), 4)
+
+
+def ddib_2d(quick: bool) -> dict:
+    """DDIB between two 2-D toys with small denoisers trained here (moons -> Gaussian ring and back)."""
+    from . import diffusion
+    from .data import toy2d
+    from .editing import translate
+    from .train import fit_toy
+
+    source, target, train_steps = "moons", "gaussians", 300 if quick else 1000
+    schedule = diffusion.linear()
+    a, b = fit_toy(source, schedule, train_steps), fit_toy(target, schedule, train_steps)
+    x = toy2d.sample(source, 1000, seed=5)
+    rows = []
+    for steps in (5, 50) if quick else (5, 10, 20, 50, 100, 200):
+        y = translate(x, schedule, a, b, steps)
+        back = translate(y, schedule, b, a, steps)
+        rows.append({"steps": steps, "target_distance": nearest_distance(y, target),
+                     "cycle_error": round((back - x).norm(dim=1).mean().item(), 4)})
+    setup = {"source": source, "target": target, "train_steps": train_steps, "points": 1000,
+             "source_distance": nearest_distance(x, target),
+             "target_own_distance": nearest_distance(toy2d.sample(target, 1000, seed=6), target)}
+    return {"setup": setup, "rows": rows}
+
+
+def ddib_images(quick: bool) -> dict:
+    """DDIB between captions of shapes-unet (one attribute changed), judged by shapes-classifier."""
+    from . import zoo
+    from .data.shapes import BACKGROUNDS, SHAPES
+    from .editing import psnr, translate_captions
+    from .evaluate import scene_accuracy
+
+    n, seed, steps, guidance = (4, 2000, 10, 1.0) if quick else (64, 2000, 25, 1.0)
+    pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
+    source, images = _scenes(n, seed)
+    changes = {"background": lambda s: dataclasses.replace(s, background=(s.background + 1) % len(BACKGROUNDS)),
+               "shape": lambda s: dataclasses.replace(s, shape=(s.shape + 1) % len(SHAPES))}
+    attributes = ("shape", "colour", "size", "position", "background")
+    with torch.no_grad():
+        on_source = scene_accuracy(judge.predict(images), source)
+    rows = []
+    for name, change in changes.items():
+        start = time.perf_counter()
+        target = change(source)
+        y = translate_captions(pipe, images, source.captions(), target.captions(), steps, guidance).clamp(-1, 1)
+        with torch.no_grad():
+            acc = scene_accuracy(judge.predict(y), target)
+        back = translate_captions(pipe, y, target.captions(), source.captions(), steps, guidance)
+        others = [k for k in attributes if k != name]
+        kept = torch.stack([acc[k] for k in others]).all(0)
+        kept_on_source = torch.stack([on_source[k] for k in others]).all(0)
+        rows.append({"change": name, "target_reached": round(acc[name].float().mean().item(), 3),
+                     "others_kept": round(kept.float().mean().item(), 3),
+                     "others_read_right_on_source": round(kept_on_source.float().mean().item(), 3),
+                     "success": round((acc[name] & kept).float().mean().item(), 3),
+                     "cycle_psnr": _stats(psnr(back, images)), "seconds": round(time.perf_counter() - start, 1)})
+    return {"setup": {"model": "shapes-unet", "judge": "shapes-classifier", "images": n, "seed": seed,
+                      "steps": steps, "guidance": guidance}, "rows": rows}
+
+
+SECTIONS: dict[str, Callable[[bool], dict]] = {"inversion": inversion, "null_text": null_text, "ddib_2d": ddib_2d,
+                                               "ddib_images": ddib_images}
+
+
+def report(quick: bool = False, sections: Sequence[str] | None = None) -> dict:
+    """Run the named ``sections`` (default: all of ``SECTIONS``) with torch seeded; ``quick``: small samples."""
+    if not isinstance(quick, bool):
+        raise ValueError(f"quick must be a bool, got {quick!r}")
+    names = list(SECTIONS) if sections is None else [check_choice("sections", s, SECTIONS) for s in sections]
+    out = {"machine": machine(), "quick": quick, "sections": {}}
+    for name in names:
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            out["sections"][name] = {**SECTIONS[name](quick), "seconds": round(time.perf_counter() - start, 1)}
+    return out

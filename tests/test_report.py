@@ -1,0 +1,68 @@
+"""``coursekit report --quick``: every section's structure and the direction of every effect it measures (the
+numbers themselves come from the full run, quoted in the issue notes)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coursekit.report import SECTIONS, nearest_distance, report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick():
+    """The command as a user runs it (about 45 s on 2 cores)."""
+    out = subprocess.run([sys.executable, "-m", "coursekit", "report", "--quick", "--json"], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def median(row):
+    return row["psnr"]["median"]
+
+
+@pytest.mark.slow
+def test_the_report_has_every_section_with_its_setup_and_rows(quick):
+    assert quick["quick"] is True and quick["machine"]["torch"]
+    assert list(quick["sections"]) == list(SECTIONS)
+    for section in quick["sections"].values():
+        assert section["setup"] and section["rows"] and section["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_the_effects_point_the_way_the_papers_say(quick):
+    """Quick run, measured: round trip 25.5 dB at 5 steps, 36.8 at 20 (4 images); guidance 7.5 at 20 steps 22.9,
+    the empty caption 7.4; null-text 10.2 -> 26.4 dB (2 images, 5 steps); 2-D DDIB cycle error 0.58 -> 0.10
+    from 5 to 50 steps, translated points 0.025 from the target's points (its own: 0.014, the source's: 0.27);
+    a background change reaches its target in 4/4 images."""
+    s = quick["sections"]
+    inv = {(r["caption"], r["guidance"], r["steps"]): r for r in s["inversion"]["rows"]}
+    assert median(inv["true", 1.0, 20]) > median(inv["true", 1.0, 5]) + 5
+    assert median(inv["true", 7.5, 20]) < median(inv["true", 1.0, 20]) - 5
+    assert median(inv["empty", 1.0, 20]) < median(inv["true", 1.0, 20])
+    plain, null = s["null_text"]["rows"]
+    assert null["method"] == "null-text" and median(null) > median(plain) + 8
+    first, last = s["ddib_2d"]["rows"][0], s["ddib_2d"]["rows"][-1]
+    assert last["steps"] > first["steps"] and last["cycle_error"] < first["cycle_error"] / 3
+    assert last["target_distance"] < s["ddib_2d"]["setup"]["source_distance"] / 4
+    background = next(r for r in s["ddib_images"]["rows"] if r["change"] == "background")
+    assert background["target_reached"] >= 0.75 and median(background) > 15
+
+
+def test_nearest_distance_is_small_inside_a_domain_and_large_outside():
+    from coursekit.data import toy2d
+
+    assert nearest_distance(toy2d.sample("gaussians", 500, seed=1), "gaussians") < 0.05
+    assert nearest_distance(toy2d.sample("moons", 500, seed=1), "gaussians") > 0.2
+
+
+def test_unknown_sections_and_bad_flags_are_refused():
+    with pytest.raises(ValueError, match="^sections"):
+        report(sections=["sdedit-someday"])
+    with pytest.raises(ValueError, match="^quick"):
+        report(quick="yes")
