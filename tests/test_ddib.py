@@ -42,9 +42,11 @@ def test_the_cycle_returns_the_input_as_steps_grow():
     (lambda: translate(X, SCHEDULE, SOURCE, TARGET, 0), "steps"),
     (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(2, 3, 32, 32), ["a"], ["b", "c"]),
      "source_captions"),
-    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(2, 3, 32, 32), ["a", "b"], "c d"),
+    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(2, 3, 32, 32), ["a circle", "a square"], "c d"),
      "target_captions"),
     (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(3, 32, 32), ["a"], ["b"]), "images"),
+    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(1, 3, 32, 32), ["a red circle"],
+                                ["a red hexagon"]), r"target_captions\[0\] has"),
 ])
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):

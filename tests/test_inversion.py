@@ -67,6 +67,7 @@ def test_psnr_of_known_errors():
     (lambda: invert(PIPE, IMAGES[:, :, :16, :16], steps=2), "images"),
     (lambda: invert(PIPE, IMAGES, ["one caption"], steps=2), "captions"),
     (lambda: invert(PIPE, IMAGES, "a red circle", steps=2), "captions"),
+    (lambda: invert(PIPE, IMAGES, ["a red circle", "a zebra"], steps=2), r"captions\[1\] has"),
     (lambda: invert(PIPE, IMAGES, guidance=float("nan"), steps=2), "guidance"),
     (lambda: invert(PIPE.denoiser, IMAGES, steps=2), "pipe"),
     (lambda: reconstruct(PIPE, IMAGES), "inversion"),

@@ -43,8 +43,8 @@ def translate_captions(pipe: Pipeline, images: torch.Tensor, source_captions: Se
     the latent under ``target_captions`` (one per image), both with classifier-free ``guidance``."""
     check_pipeline(pipe)
     check_tensor("images", images, ndim=4)
-    source_captions = check_captions(source_captions, images.shape[0], "source_captions")
-    target_captions = check_captions(target_captions, images.shape[0], "target_captions")
+    source_captions = check_captions(source_captions, images.shape[0], "source_captions", pipe.tokenizer)
+    target_captions = check_captions(target_captions, images.shape[0], "target_captions", pipe.tokenizer)
     inversion = invert_images(pipe, images, source_captions, guidance, steps)
     _, sampler = samplers(pipe, steps)
     x0 = sample(pipe.guided(guidance), pipe.schedule, inversion.noise, sampler, cond=pipe.encode_text(target_captions),

@@ -45,12 +45,17 @@ def check_pipeline(pipe) -> Pipeline:
     return pipe
 
 
-def check_captions(captions: Sequence[str] | None, batch: int, name: str = "captions") -> list[str]:
-    """``captions``: one string per image, or None for the empty caption."""
+def check_captions(captions: Sequence[str] | None, batch: int, name: str = "captions", tokenizer=None) -> list[str]:
+    """``captions``: one string per image, or None for the empty caption; with a ``tokenizer``, every word must
+    be one it knows (a caption in words the model never saw names no domain it can invert or decode to)."""
     if captions is None:
         return [""] * batch
     if isinstance(captions, str) or not all(isinstance(c, str) for c in captions) or len(captions) != batch:
         raise ValueError(f"{name} must be a list of {batch} strings (one per image) or None, got {captions!r}")
+    for i, caption in enumerate(captions if tokenizer is not None else ()):
+        unknown = [w for w in tokenizer.split(caption) if w not in tokenizer.index]
+        if unknown:
+            raise ValueError(f"{name}[{i}] has words the model does not know: {unknown} (in {caption!r})")
     return list(captions)
 
 
@@ -73,7 +78,7 @@ def invert(pipe: Pipeline, images: torch.Tensor, captions: Sequence[str] | None 
     check_tensor("images", images, shape=(None, pipe.channels, pipe.resolution, pipe.resolution))
     if values_checkable(images) and images.numel() and (images.min() < -1 or images.max() > 1):
         raise ValueError(f"images must lie in [-1, 1], got values in [{images.min():.3f}, {images.max():.3f}]")
-    captions = check_captions(captions, images.shape[0])
+    captions = check_captions(captions, images.shape[0], tokenizer=pipe.tokenizer)
     guidance = check_float("guidance", guidance)
     inverter, _ = samplers(pipe, steps)
     x0 = pipe.encode(images.to(pipe.device))

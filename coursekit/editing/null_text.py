@@ -31,7 +31,8 @@ def null_text_invert(pipe, images: torch.Tensor, captions: Sequence[str] | None 
     that ``reconstruct`` at ``guidance`` retraces the inversion (``iterations`` Adam steps per timestep,
     learning rate ``lr`` decayed as in the paper). Returns the pivot ``Inversion`` with ``guidance`` and
     ``nulls`` set."""
-    captions = check_captions(captions, images.shape[0] if isinstance(images, torch.Tensor) else 0)
+    captions = check_captions(captions, images.shape[0] if isinstance(images, torch.Tensor) else 0,
+                              tokenizer=getattr(pipe, "tokenizer", None))
     guidance = check_float("guidance", guidance)
     check_int("iterations", iterations, 0)
     if check_float("lr", lr, 0.0) == 0:
