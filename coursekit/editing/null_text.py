@@ -11,7 +11,9 @@ text features (the "null text" embedding, initialised with the previous step's) 
 lands on the pivot:  min_{null_t} || z*_{t-1} - z_{t-1}(z_t, null_t, C) ||^2,  N Adam iterations;
 then take the step with the optimised null_t. The network is frozen; only the (B, L, width) features
 move. The paper's defaults: w = 7.5, N = 10, Adam at lr 1e-2 (1 - i / 100) at step i of 50, stopping early
-once the loss is below 1e-5 + 2e-5 i (their code).
+once the loss is below 1e-5 + 2e-5 i (their code). Here lr defaults to 0.1: the paper's 1e-2 suits Stable
+Diffusion's CLIP features; on the shapes U-Net's (4 images, 10 steps, w = 7.5, measured) it left the round trip
+at 9.7-24.5 dB, where 0.1 reached 32.9-37.2 (0.3: 29.3-34.3).
 """
 
 from __future__ import annotations
