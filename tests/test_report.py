@@ -49,7 +49,7 @@ def test_the_effects_point_the_way_the_papers_say(quick):
     assert null["method"] == "null-text" and median(null) > median(plain) + 8
     first, last = s["ddib_2d"]["rows"][0], s["ddib_2d"]["rows"][-1]
     assert last["steps"] > first["steps"] and last["cycle_error"] < first["cycle_error"] / 3
-    assert last["target_distance"] < s["ddib_2d"]["setup"]["source_distance"] / 4
+    assert last["target_distance"] < s["ddib_2d"]["setup"]["baselines"][last["pair"]]["source_distance"] / 4
     background = next(r for r in s["ddib_images"]["rows"] if r["change"] == "background")
     assert background["target_reached"] >= 0.75 and median(background) > 15
 
