@@ -1,7 +1,7 @@
 """``coursekit report``: the course's headline numbers, reproduced from the shipped models with fixed seeds.
 
 Each section is a function ``quick -> {"setup": ..., "rows": [...]}``; ``--quick`` runs every one on a small
-sample (minutes on a CPU, for the test that checks the structure and the direction of every effect); the full
+sample (under a minute on 2 CPU cores, for the test that checks the structure and the direction of every effect); the full
 run is what the issue notes and lessons quote. Editing issues add their sections to ``SECTIONS``.
 """
 
@@ -58,6 +58,7 @@ def null_text(quick: bool) -> dict:
     from .editing import invert, null_text_invert, psnr, reconstruct
 
     n, seed, steps, guidance = (2, 1000, 5, 7.5) if quick else (16, 1000, 20, 7.5)
+    iterations, lr = 10, 0.1
     pipe = zoo.load("shapes-unet")
     scenes, images = _scenes(n, seed)
     rows = []
@@ -66,11 +67,12 @@ def null_text(quick: bool) -> dict:
         if method == "plain":
             inv = invert(pipe, images, scenes.captions(), guidance, steps)
         else:
-            inv = null_text_invert(pipe, images, scenes.captions(), guidance, steps)
+            inv = null_text_invert(pipe, images, scenes.captions(), guidance, steps, iterations, lr)
         rows.append({"method": method, "guidance": guidance, "steps": steps,
                      "psnr": _stats(psnr(reconstruct(pipe, inv), images)),
                      "seconds": round(time.perf_counter() - start, 1)})
-    return {"setup": {"model": "shapes-unet", "images": n, "seed": seed, "iterations": 10, "lr": 0.1}, "rows": rows}
+    return {"setup": {"model": "shapes-unet", "images": n, "seed": seed, "iterations": iterations, "lr": lr},
+            "rows": rows}
 
 
 def nearest_distance(points: torch.Tensor, domain: str, seed: int = 99) -> float:
