@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from .._checks import check_int, check_tensor
+from .._checks import check_int
 from ..diffusion import DDIMInverter, DDIMSampler, Denoiser, NoiseSchedule, invert, prediction_type_of, sample
 from ..pipeline import Pipeline
-from .inversion import check_captions, check_pipeline, samplers
+from .inversion import check_captions, check_images, check_pipeline, samplers
 from .inversion import invert as invert_images
 
 
@@ -41,8 +41,7 @@ def translate_captions(pipe: Pipeline, images: torch.Tensor, source_captions: Se
                        target_captions: Sequence[str], steps: int = 50, guidance: float = 1.0) -> torch.Tensor:
     """DDIB with one text-conditioned model: invert ``images`` under their ``source_captions``, then decode
     the latent under ``target_captions`` (one per image), both with classifier-free ``guidance``."""
-    check_pipeline(pipe)
-    check_tensor("images", images, ndim=4)
+    check_images(check_pipeline(pipe), images)
     source_captions = check_captions(source_captions, images.shape[0], "source_captions", pipe.tokenizer)
     target_captions = check_captions(target_captions, images.shape[0], "target_captions", pipe.tokenizer)
     inversion = invert_images(pipe, images, source_captions, guidance, steps)

@@ -45,6 +45,15 @@ def check_pipeline(pipe) -> Pipeline:
     return pipe
 
 
+def check_images(pipe: Pipeline, images, name: str = "images") -> torch.Tensor:
+    """``images``: (B, C, R, R) at the pipeline's channels and resolution, values in [-1, 1] (checked where
+    reading them is cheap: on the CPU)."""
+    check_tensor(name, images, shape=(None, pipe.channels, pipe.resolution, pipe.resolution))
+    if values_checkable(images) and images.numel() and (images.min() < -1 or images.max() > 1):
+        raise ValueError(f"{name} must lie in [-1, 1], got values in [{images.min():.3f}, {images.max():.3f}]")
+    return images
+
+
 def check_captions(captions: Sequence[str] | None, batch: int, name: str = "captions", tokenizer=None) -> list[str]:
     """``captions``: one string per image, or None for the empty caption; with a ``tokenizer``, every word must
     be one it knows (a caption in words the model never saw names no domain it can invert or decode to)."""
@@ -75,9 +84,7 @@ def invert(pipe: Pipeline, images: torch.Tensor, captions: Sequence[str] | None 
     scale (1: the conditional model alone). Returns the whole trajectory (``Inversion``).
     """
     pipe = check_pipeline(pipe)
-    check_tensor("images", images, shape=(None, pipe.channels, pipe.resolution, pipe.resolution))
-    if values_checkable(images) and images.numel() and (images.min() < -1 or images.max() > 1):
-        raise ValueError(f"images must lie in [-1, 1], got values in [{images.min():.3f}, {images.max():.3f}]")
+    check_images(pipe, images)
     captions = check_captions(captions, images.shape[0], tokenizer=pipe.tokenizer)
     guidance = check_float("guidance", guidance)
     inverter, _ = samplers(pipe, steps)

@@ -1,0 +1,105 @@
+"""SDEdit on the shipped shapes U-Net: diffusers' img2img strength -> timesteps logic (run from diffusers' own
+source) and its denoising loop reproduced, compositing with a mask, and bad input."""
+
+import ast
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from coursekit import zoo
+from coursekit.data import ShapesWorld
+from coursekit.diffusion import DDIMSampler, DDPMSampler, from_diffusers
+from coursekit.editing import sdedit
+from coursekit.editing.sdedit import start_index
+
+PIPE = zoo.load("shapes-unet")
+WORLD = ShapesWorld(resolution=32, max_objects=2)
+SCENES = WORLD.sample(2, seed=7)
+GUIDE = WORLD.render(SCENES)[0]
+
+
+def diffusers_get_timesteps():
+    """``StableDiffusionImg2ImgPipeline.get_timesteps`` taken from diffusers' source file (importing the pipeline
+    needs transformers, which the course does not install)."""
+    folder = Path(importlib.util.find_spec("diffusers").origin).parent
+    source = (folder / "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.py").read_text()
+    cls = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef)
+               and n.name == "StableDiffusionImg2ImgPipeline")
+    function = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "get_timesteps")
+    namespace = {}
+    exec(compile(ast.Module([function], []), "get_timesteps", "exec"), namespace)
+    return namespace["get_timesteps"]
+
+
+@pytest.mark.parametrize("scheduler", [DDIMScheduler(steps_offset=1), DDPMScheduler(timestep_spacing="trailing")])
+def test_strength_picks_the_timesteps_diffusers_img2img_picks(scheduler):
+    get_timesteps = diffusers_get_timesteps()
+    for steps in (1, 3, 10, 25, 50, 999):
+        _, sampler = from_diffusers(scheduler, steps)
+        for strength in (0.05, 0.3, 0.5, 0.75, 0.8, 0.999, 1.0):
+            scheduler.set_timesteps(steps)
+            theirs, k = get_timesteps(SimpleNamespace(scheduler=scheduler), steps, strength, "cpu")
+            if k == 0:
+                with pytest.raises(ValueError, match="^strength"):
+                    start_index(steps, strength)
+                continue
+            ours = [t for t, _ in sampler.plan(1000)[start_index(steps, strength):]]
+            assert ours == theirs.tolist(), (steps, strength)
+
+
+def test_the_run_is_diffusers_add_noise_then_its_scheduler_loop():
+    """The same noise, then DDIM steps by diffusers' DDIMScheduler with the course model (v-prediction)."""
+    steps, strength, seed = 10, 0.6, 3
+    scheduler = DDIMScheduler(trained_betas=PIPE.schedule.betas.numpy(), prediction_type="v_prediction",
+                              clip_sample=False)
+    scheduler.set_timesteps(steps)
+    start = start_index(steps, strength)
+    noise = torch.randn(GUIDE.shape, generator=torch.Generator().manual_seed(seed))
+    x = scheduler.add_noise(GUIDE, noise, scheduler.timesteps[start:start + 1])
+    ids = PIPE.encode_text(SCENES.captions())
+    with torch.no_grad():
+        for t in scheduler.timesteps[start:]:
+            x = scheduler.step(PIPE.denoiser(x, t.expand(2), ids), t, x).prev_sample
+    ours = sdedit(PIPE, GUIDE, SCENES.captions(), strength, seed=seed,
+                  sampler=DDIMSampler(steps, prediction_type="v_prediction"))
+    assert (ours - x).abs().max() < 1e-4
+
+
+def test_a_mask_keeps_the_guide_outside_it_exactly():
+    half = torch.zeros(1, 1, 32, 32)
+    half[..., 16:] = 1
+    kept = sdedit(PIPE, GUIDE, SCENES.captions(), 0.6, steps=10, mask=half)
+    free = sdedit(PIPE, GUIDE, SCENES.captions(), 0.6, steps=10)
+    assert torch.equal(kept[..., :16], GUIDE[..., :16])
+    assert (kept[..., 16:] - GUIDE[..., 16:]).abs().max() > 0.05
+    assert torch.equal(sdedit(PIPE, GUIDE, None, 0.6, steps=10, mask=torch.zeros(1, 1, 32, 32)), GUIDE)
+    assert torch.equal(sdedit(PIPE, GUIDE, SCENES.captions(), 0.6, steps=10, mask=torch.ones(2, 1, 32, 32)), free)
+
+
+def test_the_same_seed_gives_the_same_images_and_ddpm_runs():
+    a = sdedit(PIPE, GUIDE, strength=0.3, steps=10, sampler="ddpm", seed=1)
+    assert torch.equal(a, sdedit(PIPE, GUIDE, strength=0.3, steps=10, sampler="ddpm", seed=1))
+    assert not torch.equal(a, sdedit(PIPE, GUIDE, strength=0.3, steps=10, sampler="ddpm", seed=2))
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: sdedit(PIPE, GUIDE, strength=0.0), "strength"),
+    (lambda: sdedit(PIPE, GUIDE, strength=1.5), "strength"),
+    (lambda: sdedit(PIPE, GUIDE, strength=0.05, steps=10), "strength"),
+    (lambda: sdedit(PIPE, GUIDE * 1.2), "guide"),
+    (lambda: sdedit(PIPE, GUIDE[..., :16, :16]), "guide"),
+    (lambda: sdedit(PIPE, GUIDE, mask=torch.ones(2, 1, 16, 16)), "mask"),
+    (lambda: sdedit(PIPE, GUIDE, mask=torch.ones(3, 1, 32, 32)), "mask"),
+    (lambda: sdedit(PIPE, GUIDE, mask=torch.full((1, 1, 32, 32), 2.0)), "mask"),
+    (lambda: sdedit(PIPE, GUIDE, sampler="euler"), "sampler"),
+    (lambda: sdedit(PIPE, GUIDE, steps=10, sampler=DDPMSampler(10)), "give steps"),
+    (lambda: sdedit(PIPE, GUIDE, ["a red circle"]), "captions"),
+    (lambda: sdedit(PIPE, GUIDE, steps=0), "steps"),
+])
+def test_bad_input_raises_value_error_naming_the_argument(call, name):
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        call()
