@@ -68,7 +68,7 @@ def draw(strokes: Sequence[Stroke], background: Sequence[float] = BACKGROUNDS["w
             pen.line(xy, fill=colour, width=width, joint="curve")
         for x, y in (xy[0], xy[-1]):  # round caps
             pen.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=colour)
-    small = np.asarray(image.resize((R, R), Image.BOX), dtype=np.float32)
+    small = np.asarray(image.resize((R, R), Image.Resampling.BOX), dtype=np.float32)
     return torch.from_numpy(small).permute(2, 0, 1) / 255 * 2 - 1
 
 
