@@ -12,7 +12,8 @@ from coursekit.data import GaussianMixture, ShapesWorld  # noqa: E402
 from coursekit.models import MixtureDenoiser  # noqa: E402
 from coursekit.viz import show_images, show_points, to_display  # noqa: E402
 from coursekit.widgets import (  # noqa: E402
-    denoising_explorer, dit_explorer, dit_report, noised_and_denoised, unet_explorer, unet_report)
+    denoising_explorer, dit_explorer, dit_report, inversion_explorer, noised_and_denoised, round_trip, unet_explorer,
+    unet_report)
 
 SCHEDULE = d.linear()
 IMAGES = ShapesWorld(resolution=16).render(ShapesWorld(resolution=16).sample(4, seed=0))[0]
@@ -75,3 +76,21 @@ def test_explorers_build_and_respond():
     d_w = dit_explorer()
     d_w.children[0].value = "B"
     assert d_w.result["name"] == "DiT-B/2"
+
+
+@pytest.mark.slow
+def test_inversion_explorer_inverts_when_asked():
+    """The round trip behind the widget: more steps, a sharper reconstruction (2 scenes: measured 20.7 / 20.1 dB at
+    2 steps, 32.4 / 32.5 at 10); the widget computes nothing until Invert is pressed."""
+    from coursekit import zoo
+
+    pipe, world = zoo.load("shapes-unet"), ShapesWorld(resolution=32)
+    scenes = world.sample(2, seed=42)
+    images = world.render(scenes)[0]
+    coarse, fine = (round_trip(pipe, images, scenes.captions(), steps) for steps in (2, 10))
+    assert coarse["noise"].shape == images.shape and (fine["psnr"] > coarse["psnr"] + 5).all()
+    w = inversion_explorer(pipe, images, scenes.captions())
+    assert w.result is None
+    w.children[1].value = 2
+    w.update()
+    assert torch.equal(w.result["psnr"], coarse["psnr"][:1])

@@ -4,7 +4,7 @@ Song, Meng & Ermon, "Denoising Diffusion Implicit Models", ICLR 2021, sec. 5.4: 
 Euler discretisation of an ODE, so the chain run upwards (``diffusion.DDIMInverter``) encodes an image into
 x_T, and DDIM sampling from x_T with the same settings decodes it. Each upward step evaluates the network
 at the current, less noisy x with the next timestep, so the round trip is exact only as the number of
-steps S grows (the error falls roughly as 1/S^2; Table 2). Inversion may be conditioned on a caption and
+steps S grows (the mean squared error falls roughly as 1/S^2; Table 2). Inversion may be conditioned on a caption and
 guided; with classifier-free guidance the round trip degrades (``null_text.py`` repairs that).
 """
 
