@@ -113,6 +113,16 @@ def check_index(name: str, x: torch.Tensor, high: int) -> None:
         raise ValueError(f"{name} must lie in [0, {high}), got values in [{int(x.min())}, {int(x.max())}]")
 
 
+def check_mask(name: str, mask, batch: int, size: tuple[int, int]) -> torch.Tensor:
+    """A mask (``batch`` or 1, 1, H, W) with values in [0, 1] (checked where ``values_checkable``)."""
+    check_tensor(name, mask, shape=(None, 1, *size))
+    if mask.shape[0] not in (1, batch):
+        raise ValueError(f"{name} must have batch 1 or {batch}, got {mask.shape[0]}")
+    if values_checkable(mask) and mask.numel() and (mask.min() < 0 or mask.max() > 1):
+        raise ValueError(f"{name} must lie in [0, 1], got [{mask.min():.3f}, {mask.max():.3f}]")
+    return mask
+
+
 def check_same_shape(name: str, x: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
     """``x`` must have the shape of ``other``."""
     if x.shape != other.shape:

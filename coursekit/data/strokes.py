@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .._checks import check_float, check_int, check_same_shape, check_tensor, generator_from, values_checkable
+from .._checks import check_float, check_int, check_mask, check_same_shape, check_tensor, generator_from
 from .shapes import BACKGROUNDS, COLOURS, SHAPES, SIZES, Scenes
 
 SUPERSAMPLE = 4
@@ -174,9 +174,5 @@ def paste(target: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> tor
     mask (B or 1, 1, R, R) in [0, 1]. A crude composite: SDEdit with the same mask makes it coherent."""
     check_tensor("target", target, ndim=4)
     check_same_shape("source", source, "target", target)
-    check_tensor("mask", mask, shape=(None, 1, *target.shape[2:]))
-    if mask.shape[0] not in (1, target.shape[0]):
-        raise ValueError(f"mask must have batch 1 or {target.shape[0]}, got {mask.shape[0]}")
-    if values_checkable(mask) and mask.numel() and (mask.min() < 0 or mask.max() > 1):
-        raise ValueError(f"mask must lie in [0, 1], got [{mask.min():.3f}, {mask.max():.3f}]")
+    check_mask("mask", mask, target.shape[0], tuple(target.shape[2:]))
     return mask * source + (1 - mask) * target

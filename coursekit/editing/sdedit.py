@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import check_choice, check_float, check_int, check_tensor, values_checkable
+from .._checks import check_choice, check_float, check_int, check_mask
 from ..diffusion import DDPMSampler, q_sample, sample
 from ..diffusion.forward import randn
 from ..pipeline import Pipeline
@@ -90,11 +90,7 @@ def sdedit(pipe: Pipeline, guide: torch.Tensor, captions: Sequence[str] | None =
             steps, prediction_type=pipe.prediction_type, clip_sample=1.0)
     start = start_index(steps, strength)
     if mask is not None:
-        check_tensor("mask", mask, shape=(None, 1, pipe.resolution, pipe.resolution))
-        if mask.shape[0] not in (1, guide.shape[0]):
-            raise ValueError(f"mask must have batch 1 or {guide.shape[0]} (the guide's), got {mask.shape[0]}")
-        if values_checkable(mask) and mask.numel() and (mask.min() < 0 or mask.max() > 1):
-            raise ValueError(f"mask must lie in [0, 1] (1: generate, 0: keep), got [{mask.min():.3f}, {mask.max():.3f}]")
+        check_mask("mask", mask, guide.shape[0], (pipe.resolution, pipe.resolution))
     generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
     x0 = pipe.encode(guide.to(pipe.device))
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
