@@ -35,6 +35,20 @@ def scene_accuracy(pred: dict[str, torch.Tensor], scenes: Scenes) -> dict[str, t
     return out
 
 
+EDITABLE = ("shape", "colour", "size", "position", "background")
+
+
+@torch.no_grad()
+def edit_success(judge, images: torch.Tensor, scenes: Scenes, changed: str) -> dict[str, torch.Tensor]:
+    """How an edit that changed attribute ``changed`` to give ``scenes`` came out, per image (B,) bool:
+    ``target``, the judge reads the changed attribute as ``scenes`` has it; ``kept``, it reads every other
+    attribute as ``scenes`` has it too (the rest of the scene unchanged)."""
+    if changed not in EDITABLE:
+        raise ValueError(f"changed must be one of {list(EDITABLE)}, got {changed!r}")
+    read = scene_accuracy(judge.predict(images), scenes)
+    return {"target": read[changed], "kept": torch.stack([read[k] for k in EDITABLE if k != changed]).all(0)}
+
+
 def diversity_rms(a: torch.Tensor, b: torch.Tensor) -> float:
     """Sample diversity: the mean over images of the RMS distance between two images (B, C, H, W) drawn
     for the same captions from different noise."""

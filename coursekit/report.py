@@ -114,31 +114,25 @@ def ddib_images(quick: bool) -> dict:
     from . import zoo
     from .data.shapes import BACKGROUNDS, SHAPES
     from .editing import psnr, translate_captions
-    from .evaluate import scene_accuracy
+    from .evaluate import edit_success
 
     n, seed, steps, guidance = (4, 2000, 10, 1.0) if quick else (64, 2000, 25, 1.0)
     pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
     source, images = _scenes(n, seed)
     changes = {"background": lambda s: dataclasses.replace(s, background=(s.background + 1) % len(BACKGROUNDS)),
                "shape": lambda s: dataclasses.replace(s, shape=(s.shape + 1) % len(SHAPES))}
-    attributes = ("shape", "colour", "size", "position", "background")
-    with torch.no_grad():
-        on_source = scene_accuracy(judge.predict(images), source)
     rows = []
     for name, change in changes.items():
         start = time.perf_counter()
         target = change(source)
         y = translate_captions(pipe, images, source.captions(), target.captions(), steps, guidance).clamp(-1, 1)
-        with torch.no_grad():
-            acc = scene_accuracy(judge.predict(y), target)
+        judged = edit_success(judge, y, target, name)
         back = translate_captions(pipe, y, target.captions(), source.captions(), steps, guidance)
-        others = [k for k in attributes if k != name]
-        kept = torch.stack([acc[k] for k in others]).all(0)
-        kept_on_source = torch.stack([on_source[k] for k in others]).all(0)
-        rows.append({"change": name, "target_reached": round(acc[name].float().mean().item(), 3),
-                     "others_kept": round(kept.float().mean().item(), 3),
-                     "others_read_right_on_source": round(kept_on_source.float().mean().item(), 3),
-                     "success": round((acc[name] & kept).float().mean().item(), 3),
+        rows.append({"change": name, "target_reached": round(judged["target"].float().mean().item(), 3),
+                     "others_kept": round(judged["kept"].float().mean().item(), 3),
+                     "others_read_right_on_source": round(
+                         edit_success(judge, images, source, name)["kept"].float().mean().item(), 3),
+                     "success": round((judged["target"] & judged["kept"]).float().mean().item(), 3),
                      "cycle_psnr": _stats(psnr(back, images)), "seconds": round(time.perf_counter() - start, 1)})
     return {"setup": {"model": "shapes-unet", "judge": "shapes-classifier", "images": n, "seed": seed,
                       "steps": steps, "guidance": guidance}, "rows": rows}

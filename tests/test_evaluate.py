@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from coursekit.data import ShapesWorld
-from coursekit.evaluate import caption_accuracy, scene_accuracy
+from coursekit.evaluate import caption_accuracy, edit_success, scene_accuracy
 from coursekit.models.classifier import ShapesClassifier, cell_targets
 
 WORLD = ShapesWorld(resolution=32, max_objects=3)
@@ -62,3 +62,22 @@ def test_level_errors_score_predicting_zero_as_one_and_a_t_blind_network_as_zero
         level_errors(lambda x, t, c: x, schedule, x0, None, levels=(1000,))
     with pytest.raises(ValueError, match="^x0"):
         level_errors(lambda x, t, c: x, schedule, x0[0], None)
+
+
+def test_edit_success_reads_the_changed_attribute_and_the_rest():
+    """With the shipped judge (100% right on clean renders): the true re-render of a colour edit succeeds; the
+    unedited image keeps the rest but misses the target; a colour edit that also moved the background does not
+    keep the rest."""
+    from coursekit import zoo
+
+    judge, world = zoo.load("shapes-classifier"), ShapesWorld(resolution=32, max_objects=1)
+    scenes = world.sample(8, seed=5)
+    target = scenes.change(0, colour=(scenes.colour[:, 0] + 1) % 6)
+    edited, unedited = world.render(target)[0], world.render(scenes)[0]
+    assert all(v.all() for v in edit_success(judge, edited, target, "colour").values())
+    missed = edit_success(judge, unedited, target, "colour")
+    assert not missed["target"].any() and missed["kept"].all()
+    both = target.change(background=(target.background + 1) % 3)
+    assert not edit_success(judge, world.render(both)[0], target, "colour")["kept"].any()
+    with pytest.raises(ValueError, match="^changed"):
+        edit_success(judge, edited, target, "joint")
