@@ -289,9 +289,80 @@ def bench_trainer(recipe: str = "shapes-unet", batch: int | None = None, steps: 
             "host_syncs_per_step": None if syncs is None else round(syncs / (warm + steps), 2)}
 
 
+# --- spatially sparse inference for edits (SIGE) against the dense network -------------------------------------
+
+
+def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[float, ...] = (0.01, 0.05, 0.2),
+                 rounds: int = 2, block: int = 8) -> dict:
+    """One U-Net forward on an edited image: dense (coursekit, and diffusers' twin with the same weights) against
+    ``editing.sparse`` from the original's cache, with frozen and with fresh GroupNorm statistics, for a square
+    edit covering each of ``areas`` of the image. The course's U-Net architecture (``unet_shapes``), random
+    weights, at ``resolution``; MACs counted (``counting.count_macs``) and wall-clock timed in alternating rounds."""
+    from .editing.sparse import SparseUNet, difference_mask
+    from .models import unet
+    from .models.counting import count_macs
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.startswith("cuda")
+    check_int("resolution", resolution, 32)
+    check_int("rounds", rounds, 1)
+    for a in areas:
+        check_float("areas", a, 1e-4, 1.0)
+    torch.manual_seed(0)
+    cfg = unet.unet_shapes()
+    ref = unet.diffusers_unet(cfg).eval()
+    ours = unet.from_diffusers(ref).eval().to(device)
+    ref = ref.to(device)
+    engine = SparseUNet(ours, block)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 3, resolution, resolution, generator=gen).to(device)
+    cond = torch.randn(1, 16, cfg.context_dim, generator=gen).to(device)
+    t = torch.tensor([500], device=device)
+    with torch.no_grad():
+        _, cache = engine.record(x, t, cond)
+    edits = {}
+    for area in areas:  # a square, centred, off the tile grid
+        side = max(1, round(resolution * area**0.5))
+        y0 = (resolution - side) // 2
+        edited = x.clone()
+        edited[..., y0:y0 + side, y0:y0 + side] += 0.5
+        mask = difference_mask(x, edited)
+        edits[area] = (edited, engine.tiles(mask), mask.float().mean().item())
+
+    def sparse(area, norms):
+        edited, tiles, _ = edits[area]
+        return lambda: engine.sparse(edited, t, cond, cache, tiles, norms)
+
+    calls = {"diffusers": lambda: _call(ref, edits[areas[0]][0], t, cond),
+             "coursekit": lambda: _call(ours, edits[areas[0]][0], t, cond)}
+    calls.update({(a, n): sparse(a, n) for a in areas for n in ("frozen", "fresh")})
+    with torch.no_grad():
+        for fn in calls.values():  # warm-up
+            fn()
+        times = {k: [] for k in calls}
+        for _ in range(rounds):
+            for k, fn in calls.items():
+                times[k].append(seconds_per_call(fn, 1, cuda))
+    seconds = {k: statistics.median(v) for k, v in times.items()}
+    dense_macs = count_macs(ours, edits[areas[0]][0], t, cond)
+    rows = []
+    for area in areas:
+        edited, tiles, changed = edits[area]
+        macs = count_macs(lambda: sparse(area, "frozen")())
+        rows.append({"area": area, "mask_fraction": round(changed, 4),
+                     "active_tiles": {str(h): round(T.fraction, 4) for h, T in tiles.items()},
+                     "gmacs": round(macs / 1e9, 3), "mac_reduction": round(dense_macs / macs, 2),
+                     **{f"{n}_seconds": round(seconds[(area, n)], 4) for n in ("frozen", "fresh")},
+                     **{f"{n}_speedup": round(seconds["coursekit"] / seconds[(area, n)], 2) for n in ("frozen", "fresh")}})
+    return {"benchmark": "sparse", "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "resolution": resolution, "block": block, "rounds": rounds, "dense_gmacs": round(dense_macs / 1e9, 3),
+            "dense_seconds": {k: round(seconds[k], 4) for k in ("coursekit", "diffusers")},
+            "diffusers_over_coursekit": round(seconds["diffusers"] / seconds["coursekit"], 3), "rows": rows}
+
+
 BENCHMARKS = {"shapes": bench_shapes, "trainer-unet": bench_trainer,
               "trainer-dit": functools.partial(bench_trainer, "shapes-dit"),
-              "trainer-uvit": functools.partial(bench_trainer, "shapes-uvit"),
+              "trainer-uvit": functools.partial(bench_trainer, "shapes-uvit"), "sparse": bench_sparse,
               **{name: functools.partial(bench_model, name) for name in CASES}}
 
 

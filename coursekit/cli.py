@@ -31,7 +31,7 @@ def _bench(args) -> int:
         return 2
     options = dict(seconds=args.seconds, device=args.device, batch=args.batch, steps=args.steps, rounds=args.rounds,
                    sample_steps=args.sample_steps, sample_batch=args.sample_batch, precision=args.precision,
-                   compile=args.compile)
+                   compile=args.compile, resolution=args.resolution)
     rows = [run(name, **options) for name in names]
     report = {"machine": machine(), "results": rows}
     if args.json:
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="both sides' precision (default: bf16 autocast on CUDA, fp32 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile coursekit's network")
+    p.add_argument("--resolution", type=int, default=None, help="image side of the sparse benchmark (default: 256)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_bench)
 

@@ -52,3 +52,15 @@ def test_bench_times_the_trainer_against_the_bare_step_in_one_run():
     row = json.loads(out.stdout)["results"][0]
     assert row["benchmark"] == "trainer-unet" and row["batch"] == 4 and row["steps"] == 10
     assert row["ratio"] > 0 and abs(row["ratio"] - row["trainer_images_per_s"] / row["bare_step_images_per_s"]) < 0.01
+
+
+def test_sparse_bench_counts_and_times_the_edit_against_dense_and_diffusers():
+    out = coursekit("bench", "sparse", "--resolution", "64", "--rounds", "1", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout)["results"][0]
+    assert row["benchmark"] == "sparse" and row["resolution"] == 64 and row["dense_gmacs"] > 0
+    assert set(row["dense_seconds"]) == {"coursekit", "diffusers"} and row["diffusers_over_coursekit"] > 0
+    reductions = [r["mac_reduction"] for r in row["rows"]]
+    assert [r["area"] for r in row["rows"]] == [0.01, 0.05, 0.2]
+    assert reductions == sorted(reductions, reverse=True) and reductions[0] > 2, reductions
+    assert all(r["frozen_seconds"] > 0 and r["fresh_speedup"] > 0 for r in row["rows"])

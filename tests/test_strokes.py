@@ -6,7 +6,7 @@ import torch
 
 from coursekit import zoo
 from coursekit.data import BACKGROUNDS, COLOURS, ShapesWorld
-from coursekit.data.strokes import PRESETS, Stroke, draw, paint_scenes, paste
+from coursekit.data.strokes import PRESETS, Stroke, draw, paint_over, paint_scenes, paste
 from coursekit.evaluate import scene_accuracy
 
 WORLD = ShapesWorld(resolution=32, max_objects=2)
@@ -61,3 +61,18 @@ def test_presets_draw_and_paste_composites():
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         call()
+
+
+def test_painting_over_an_image_changes_only_what_the_strokes_touch():
+    images = WORLD.render(WORLD.sample(2, seed=7))[0]
+    stroke = Stroke(((0.2, 0.2), (0.4, 0.2)), COLOURS["green"], 0.1)
+    painted = paint_over(images, [stroke])
+    changed = (painted != images).any(dim=1)  # (B, R, R)
+    alone = draw([stroke], BACKGROUNDS["black"]) != draw([], BACKGROUNDS["black"])
+    assert torch.equal(changed[0] | alone.any(dim=0), alone.any(dim=0))  # nothing outside the stroke changes
+    green = torch.tensor(COLOURS["green"]) * 2 - 1
+    assert (painted[:, :, 6, 9] - green).abs().max() < 0.01
+    with pytest.raises(ValueError, match="strokes"):
+        paint_over(images, [])
+    with pytest.raises(ValueError, match="images"):
+        paint_over(images[:, :1], [stroke])

@@ -61,15 +61,38 @@ def draw(strokes: Sequence[Stroke], background: Sequence[float] = BACKGROUNDS["w
     image = Image.new("RGB", (size, size), tuple(round(255 * c) for c in background))
     pen = ImageDraw.Draw(image)
     for stroke in strokes:
-        colour = tuple(round(255 * c) for c in stroke.colour)
-        width = max(1, round(stroke.width * size))
-        xy = [(x * size, y * size) for x, y in stroke.points]
-        if len(xy) > 1:
-            pen.line(xy, fill=colour, width=width, joint="curve")
-        for x, y in (xy[0], xy[-1]):  # round caps
-            pen.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=colour)
+        _brush(pen, stroke, size, tuple(round(255 * c) for c in stroke.colour))
     small = np.asarray(image.resize((R, R), Image.Resampling.BOX), dtype=np.float32)
     return torch.from_numpy(small).permute(2, 0, 1) / 255 * 2 - 1
+
+
+def _brush(pen: ImageDraw.ImageDraw, stroke: Stroke, size: int, fill) -> None:
+    """One stroke on a ``size``-pixel canvas: the polyline with round joins, and round caps."""
+    width = max(1, round(stroke.width * size))
+    xy = [(x * size, y * size) for x, y in stroke.points]
+    if len(xy) > 1:
+        pen.line(xy, fill=fill, width=width, joint="curve")
+    for x, y in (xy[0], xy[-1]):
+        pen.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=fill)
+
+
+def paint_over(images: torch.Tensor, strokes: Sequence[Stroke]) -> torch.Tensor:
+    """The strokes painted in order over images (B, 3, R, R) in [-1, 1] (a user's edit of an existing image):
+    each stroke's anti-aliased coverage blends its colour in; pixels no stroke touches stay exactly as they were."""
+    check_tensor("images", images, ndim=4)
+    if images.shape[1] != 3 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"images must be square with 3 channels, got shape {tuple(images.shape)}")
+    if isinstance(strokes, Stroke) or not strokes or not all(isinstance(s, Stroke) for s in strokes):
+        raise ValueError("strokes must be a non-empty sequence of Stroke")
+    R = images.shape[-1]
+    out = images.clone()
+    for stroke in strokes:
+        canvas = Image.new("L", (R * SUPERSAMPLE, R * SUPERSAMPLE), 0)
+        _brush(ImageDraw.Draw(canvas), stroke, R * SUPERSAMPLE, 255)
+        alpha = torch.from_numpy(np.asarray(canvas.resize((R, R), Image.Resampling.BOX), dtype=np.float32) / 255)
+        colour = torch.tensor(stroke.colour, dtype=images.dtype)[:, None, None] * 2 - 1
+        out = torch.where(alpha > 0, out * (1 - alpha) + colour * alpha, out)
+    return out
 
 
 def _outline(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
