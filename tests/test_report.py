@@ -56,6 +56,8 @@ def test_the_effects_point_the_way_the_papers_say(quick):
     first, last = s["ddib_2d"]["rows"][0], s["ddib_2d"]["rows"][-1]
     assert last["steps"] > first["steps"] and last["cycle_error"] < first["cycle_error"] / 3
     assert last["target_distance"] < s["ddib_2d"]["setup"]["baselines"][last["pair"]]["source_distance"] / 4
+    for row in s["sparse"]["rows"][1:]:  # quick, measured: 36-41 dB median, MACs 2.3-3.0x fewer at 32x32
+        assert row["psnr_to_dense"]["min"] >= 30 and row["mac_reduction"]["min"] > 1.5, row
     background = next(r for r in s["ddib_images"]["rows"] if r["change"] == "background")
     assert background["target_reached"] >= 0.75 and background["cycle_psnr"]["median"] > 15
 

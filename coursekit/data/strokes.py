@@ -192,6 +192,22 @@ PRESETS: dict[str, tuple[tuple[float, float, float], list[Stroke]]] = {
 }
 
 
+def random_strokes(n: int, seed: int = 0, length: float = 0.2, width: float = 0.1) -> list[Stroke]:
+    """``n`` short strokes, one per edit: a course colour, a random place, a random direction and ``length``
+    (image fractions): the touch-ups a user paints over an image (``paint_over``)."""
+    check_int("n", n, 1)
+    check_float("length", length, 0.0, 1.0)
+    g = generator_from(seed, None)
+    out = []
+    for _ in range(n):
+        colour = tuple(COLOURS)[int(torch.randint(len(COLOURS), (), generator=g))]
+        x, y = (0.15 + 0.7 * torch.rand(2, generator=g)).tolist()
+        angle = float(torch.rand((), generator=g)) * 2 * math.pi
+        dx, dy = length / 2 * math.cos(angle), length / 2 * math.sin(angle)
+        out.append(Stroke(((x - dx, y - dy), (x + dx, y + dy)), COLOURS[colour], width))
+    return out
+
+
 def paste(target: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``source`` where ``mask`` is 1, ``target`` where it is 0 (values between blend): images (B, C, R, R),
     mask (B or 1, 1, R, R) in [0, 1]. A crude composite: SDEdit with the same mask makes it coherent."""
