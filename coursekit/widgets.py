@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from ._checks import check_int, check_same_shape, check_tensor, check_timesteps
+from ._checks import check_choice, check_int, check_same_shape, check_tensor, check_timesteps
 from .diffusion import NoiseSchedule, predict_x0, q_sample
 from .viz import show_images
 
@@ -181,3 +181,51 @@ def inversion_explorer(pipe, images: torch.Tensor, captions):
         image=widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
         steps=widgets.Dropdown(options=[2, 5, 10, 20, 50, 100], value=10, description="steps"),
         guidance=widgets.Dropdown(options=[1.0, 3.0, 7.5], value=1.0, description="guidance"))
+
+
+def stroke_guide(preset: str, colour: str = "as drawn", dx: float = 0.0, dy: float = 0.0) -> torch.Tensor:
+    """A stroke preset (``data.strokes.PRESETS``) recoloured (a course colour name, or "as drawn") and moved by
+    (dx, dy) image fractions: the guide image (1, 3, 32, 32)."""
+    from .data import COLOURS
+    from .data.strokes import PRESETS, Stroke, draw
+
+    check_choice("preset", preset, PRESETS)
+    check_choice("colour", colour, ("as drawn", *COLOURS))
+    background, strokes = PRESETS[preset]
+    moved = [Stroke(tuple((x + dx, y + dy) for x, y in s.points), s.colour if colour == "as drawn" else COLOURS[colour],
+                    s.width) for s in strokes]
+    return draw(moved, background)[None]
+
+
+def sdedit_explorer(pipe, steps: int = 25):
+    """Pick a stroke preset, recolour and move it, choose t0 (``strength``) and a caption, press Run: the painting
+    and what SDEdit makes of it. A caption with a word the model does not know is refused with its message."""
+    from .data import COLOURS
+    from .data.strokes import PRESETS
+    from .editing import sdedit
+
+    check_int("steps", steps, 1)
+
+    def show(preset, colour, dx, dy, strength, caption, seed):
+        guide = stroke_guide(preset, colour, dx, dy)
+        try:
+            out = sdedit(pipe, guide, [caption], strength, steps, seed=seed)
+        except ValueError as error:
+            print(error)
+            return None
+        show_images(torch.cat([guide, out.clamp(-1, 1)]), size=2.4,
+                    titles=["painting", f"SDEdit, t0 = {strength:.2f} T"], suptitle=caption or "(empty caption)")
+        plt.show()
+        return out
+
+    move = dict(min=-0.3, max=0.3, step=0.05, continuous_update=False)
+    return widgets.interactive(
+        show, {"manual": True, "manual_name": "Run SDEdit"},
+        preset=widgets.Dropdown(options=list(PRESETS), description="strokes"),
+        colour=widgets.Dropdown(options=["as drawn", *COLOURS], description="colour"),
+        dx=widgets.FloatSlider(value=0.0, description="move right", **move),
+        dy=widgets.FloatSlider(value=0.0, description="move down", **move),
+        strength=widgets.FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, description="t0 / T",
+                                     continuous_update=False),
+        caption=widgets.Text(value="", description="caption"),
+        seed=widgets.IntText(value=0, description="seed"))

@@ -94,3 +94,26 @@ def test_inversion_explorer_inverts_when_asked():
     w.children[1].value = 2
     w.update()
     assert torch.equal(w.result["psnr"], coarse["psnr"][:1])
+
+
+def test_sdedit_explorer_paints_moves_and_runs_when_asked():
+    from coursekit import zoo
+    from coursekit.data import BACKGROUNDS, COLOURS
+    from coursekit.widgets import sdedit_explorer, stroke_guide
+
+    preset = "red blob in the center on white"
+    guide = stroke_guide(preset)
+    moved = stroke_guide(preset, "blue", dx=0.2)
+    red, blue, white = (torch.tensor(c) * 2 - 1 for c in (COLOURS["red"], COLOURS["blue"], BACKGROUNDS["white"]))
+    assert guide.shape == (1, 3, 32, 32) and (guide[0, :, 16, 16] - red).abs().max() < 0.05
+    assert (moved[0, :, 16, 22] - blue).abs().max() < 0.05 and (moved[0, :, 16, 9] - white).abs().max() < 0.05
+    with pytest.raises(ValueError, match="preset"):
+        stroke_guide("a cat")
+    w = sdedit_explorer(zoo.load("shapes-unet"), steps=4)
+    assert w.result is None
+    w.children[4].value = 0.5
+    w.update()
+    assert w.result.shape == (1, 3, 32, 32)
+    w.children[5].value = "a zebra"  # unknown to the tokenizer: the message is printed, nothing is drawn
+    w.update()
+    assert w.result is None
