@@ -8,7 +8,7 @@ from coursekit.data.shapes import COLOURS, ShapesWorld
 from coursekit.data.strokes import Stroke, paint_over
 from coursekit.editing import psnr, sdedit
 from coursekit.editing.sparse import (SparseUNet, Tiles, _SparsePass, active_tiles, difference_mask, pyramid,
-                                     sparse_sdedit)
+                                     sparse_sdedit, tile_size)
 from coursekit.models.counting import count_macs
 from coursekit.models.unet import AttentionBlock, SpatialTransformer, UNet, unet_shapes
 
@@ -44,13 +44,13 @@ def test_an_empty_edit_returns_the_cached_output_exactly(kind, norms):
     assert torch.equal(engine.sparse(x, t, cond, cache, engine.tiles(torch.zeros(32, 32, dtype=torch.bool)), norms), out)
 
 
-@pytest.mark.parametrize("kind", CONFIGS)
-def test_every_tile_active_equals_the_dense_network(kind):
-    engine, x, t, cond = network(kind)
+@pytest.mark.parametrize("kind,size", [("transformer", 32), ("ddpm", 32), ("transformer", 48)])
+def test_every_tile_active_equals_the_dense_network(kind, size):
+    engine, x, t, cond = network(kind, size)  # 48: tiles of 8, 6 and 2 pixels at 48, 24 and 12
     _, cache = engine.record(x, t, cond)
     edited = x.clone()
     edited[:, :, 10:14, 5:9] += 1.0
-    every = engine.tiles(torch.ones(32, 32, dtype=torch.bool))
+    every = engine.tiles(torch.ones(size, size, dtype=torch.bool))
     frozen = engine.sparse(edited, t, cond, cache, every, "frozen")
     assert (frozen - engine.dense_frozen(edited, t, cond, cache)).abs().max() < 1e-5
     assert (engine.sparse(edited, t, cond, cache, every, "fresh") - engine.unet(edited, t, cond)).abs().max() < 1e-5
@@ -119,6 +119,7 @@ def test_masks_tiles_and_pyramid():
     assert sorted(levels) == [8, 16, 32] and all(m.any() for m in levels.values())
     tiles = active_tiles(square(32, 0, 0, 9), 3, block=8)
     assert tiles[32].size == 8 and len(tiles[32]) == 4 and tiles[8].size == 2
+    assert [tile_size(h, h, 8) for h in (48, 24, 12, 32, 16, 8, 6, 3)] == [8, 6, 2, 8, 4, 2, 1, 1]
     t = Tiles.from_mask(square(8, 2, 4, 2), 2)
     assert t.ys.tolist() == [2] and t.xs.tolist() == [4] and t.pixels().tolist() == [20, 21, 28, 29]
 
@@ -138,6 +139,10 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="block"):
         SparseUNet(engine.unet, block=1)
     _, cache = engine.record(x, t, cond)
+    with pytest.raises(ValueError, match="tiles"):
+        engine.sparse(x, t, cond, cache, engine.tiles(torch.ones(16, 16, dtype=torch.bool)))
+    with pytest.raises(ValueError, match="cache"):
+        engine.sparse(x, t, cond, {}, engine.tiles(torch.ones(32, 32, dtype=torch.bool)))
     with pytest.raises(ValueError, match="norms"):
         engine.sparse(x, t, cond, cache, engine.tiles(torch.ones(32, 32, dtype=torch.bool)), "batch")
     dit = zoo.load("shapes-dit")

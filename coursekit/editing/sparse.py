@@ -113,12 +113,19 @@ class Tiles:
         return dataclasses.replace(self, ys=self.ys.to(device), xs=self.xs.to(device))
 
 
+def tile_size(height: int, width: int, block: int) -> int:
+    """The tile side at one resolution: the largest side up to ``block`` and a quarter of the height that divides
+    both sides, even if one is (upsampling writes tiles of even side: each covers whole low-resolution pixels)."""
+    sides = [s for s in range(max(1, min(block, height // 4)), 0, -1) if height % s == 0 and width % s == 0]
+    return next((s for s in sides if s % 2 == 0), sides[0])
+
+
 def active_tiles(mask: torch.Tensor, resolutions: int, block: int = 8) -> dict[int, Tiles]:
     """The active tiles at each of the network's ``resolutions`` (halvings of the mask's size), keyed by
-    height; the tile side is ``block``, or a quarter of the side at small resolutions (at least 2)."""
+    height, with sides from ``tile_size``."""
     check_int("block", block, 2)
     maps = pyramid(mask, resolutions)
-    return {h: Tiles.from_mask(m, max(2, min(block, h // 4))) for h, m in maps.items()}
+    return {h: Tiles.from_mask(m, tile_size(*m.shape, block)) for h, m in maps.items()}
 
 
 # --- 4-6: gather, convolve, scatter ----------------------------------------------------------------------
@@ -253,6 +260,11 @@ class SparseUNet:
         map as it now is (cached outside the tiles, recomputed inside), one memory-bound pass per norm, no
         multiply-accumulates; then an all-active pass equals the plain dense network."""
         check_choice("norms", norms, ("frozen", "fresh"))
+        H, W = x.shape[-2:]
+        if not isinstance(tiles, dict) or H not in tiles or (tiles[H].height, tiles[H].width) != (H, W):
+            raise ValueError(f"tiles must be SparseUNet.tiles of a mask of x's size {H}x{W}")
+        if not isinstance(cache, dict) or self.unet.conv_out not in cache:
+            raise ValueError("cache must be what record returned for this U-Net")
         step = _SparsePass(cache, tiles, norms == "fresh")
         unet = self.unet
         forwards = {m: (lambda *args, m=m: step(m, *args)) for m in unet.modules() if isinstance(m, self.BLOCKS)}
