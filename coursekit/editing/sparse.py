@@ -193,8 +193,9 @@ class SparseUNet:
         self.levels = len(unet.cfg.channels)
 
     def tiles(self, mask: torch.Tensor) -> dict[int, Tiles]:
-        """The active tiles of a difference mask (H, W) at each of the U-Net's resolutions."""
-        return {h: t.to(mask.device) for h, t in active_tiles(mask.cpu(), self.levels, self.block).items()}
+        """The active tiles of a difference mask (H, W) at each of the U-Net's resolutions (on the CPU; ``sparse``
+        moves them to the input's device)."""
+        return active_tiles(mask.cpu(), self.levels, self.block)
 
     @torch.no_grad()
     def record(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> tuple[torch.Tensor, dict]:
@@ -265,7 +266,7 @@ class SparseUNet:
             raise ValueError(f"tiles must be SparseUNet.tiles of a mask of x's size {H}x{W}")
         if not isinstance(cache, dict) or self.unet.conv_out not in cache:
             raise ValueError("cache must be what record returned for this U-Net")
-        step = _SparsePass(cache, tiles, norms == "fresh")
+        step = _SparsePass(cache, {h: T.to(x.device) for h, T in tiles.items()}, norms == "fresh")
         unet = self.unet
         forwards = {m: (lambda *args, m=m: step(m, *args)) for m in unet.modules() if isinstance(m, self.BLOCKS)}
         forwards.update({unet.conv_in: lambda x: step(unet.conv_in, x), unet.conv_out: lambda x: step(unet.conv_out, x)})
