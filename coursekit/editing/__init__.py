@@ -1,10 +1,11 @@
 """Editing methods, written on ``Pipeline``: SDEdit, spatially sparse inference for edits (SIGE), DDIM inversion,
-null-text inversion and DDIB so far (DiffEdit and Imagic to come; see ARCHITECTURE.md)."""
+null-text inversion, DDIB and DiffEdit so far (Imagic to come; see ARCHITECTURE.md)."""
 
 from .ddib import translate, translate_captions
+from .diffedit import diffedit, diffedit_mask
 from .inversion import Inversion, invert, psnr, reconstruct
 from .null_text import null_text_invert
 from .sdedit import sdedit
 from .sparse import SparseUNet, sparse_sdedit
 
-__all__ = ["Inversion", "invert", "null_text_invert", "psnr", "reconstruct", "sdedit", "sparse_sdedit", "SparseUNet", "translate", "translate_captions"]
+__all__ = ["Inversion", "diffedit", "diffedit_mask", "invert", "null_text_invert", "psnr", "reconstruct", "sdedit", "sparse_sdedit", "SparseUNet", "translate", "translate_captions"]

@@ -42,13 +42,16 @@ def start_index(steps: int, strength: float) -> int:
 
 
 class FromLevel:
-    """The sampler ``sampler`` entered at step ``start`` of its plan (meets the sampler protocol); with ``mask``
-    and ``guide``, after every step the region where the mask is 0 is put back on q(x_t | guide, noise)."""
+    """The sampler ``sampler`` entered at step ``start`` of its plan (meets the sampler protocol); with ``mask``,
+    after every step the region where the mask is 0 is put back on the kept trajectory: ``keep(level)`` is the
+    kept image at that level (level -1: the clean image). SDEdit keeps q(x_t | guide, its noise); DiffEdit keeps
+    the DDIM-inverted latents."""
 
-    def __init__(self, sampler, start: int, guide: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                 noise: torch.Tensor | None = None):
+    def __init__(self, sampler, start: int, keep=None, mask: torch.Tensor | None = None):
         self.sampler, self.start = sampler, check_int("start", start, 0)
-        self.guide, self.mask, self.noise = guide, mask, noise
+        if (keep is None) != (mask is None):
+            raise ValueError("give keep and mask together: the mask says where the kept trajectory is used")
+        self.keep, self.mask = keep, mask
 
     @property
     def prediction_type(self) -> str | None:
@@ -61,8 +64,7 @@ class FromLevel:
         x_prev, x0 = self.sampler.step(model_output, t, prev_t, x, schedule, generator)
         if self.mask is None:
             return x_prev, x0
-        kept = self.guide if prev_t < 0 else q_sample(self.guide, prev_t, self.noise, schedule)
-        return self.mask * x_prev + (1 - self.mask) * kept, x0
+        return self.mask * x_prev + (1 - self.mask) * self.keep(prev_t), x0
 
 
 @torch.no_grad()
@@ -95,7 +97,8 @@ def sdedit(pipe: Pipeline, guide: torch.Tensor, captions: Sequence[str] | None =
     x0 = pipe.encode(guide.to(pipe.device))
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     t0 = sampler.plan(pipe.schedule.T)[start][0]
-    resumed = FromLevel(sampler, start, x0, None if mask is None else mask.to(x0), noise)
+    kept = lambda level: x0 if level < 0 else q_sample(x0, level, noise, pipe.schedule)  # noqa: E731
+    resumed = FromLevel(sampler, start) if mask is None else FromLevel(sampler, start, kept, mask.to(x0))
     x = sample(pipe.guided(guidance), pipe.schedule, q_sample(x0, t0, noise, pipe.schedule), resumed,
                cond=pipe.encode_text(captions), generator=generator, progress=progress)
     return pipe.decode(x)
