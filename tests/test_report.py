@@ -61,6 +61,10 @@ def test_the_effects_point_the_way_the_papers_say(quick):
     assert comp["true", True]["rms_inside"] < s["compositing"]["setup"]["composites_themselves"]["rms_inside"] / 2
     for row in s["sparse"]["rows"][1:]:  # quick, measured: 36-41 dB median, MACs 2.3-3.0x fewer at 32x32
         assert row["psnr_to_dense"]["min"] >= 30 and row["mac_reduction"]["min"] > 1.5, row
+    edits = {(r["change"], r["ratio"]): r for r in s["diffedit"]["rows"]}  # quick: 2 edits per change
+    for change in ("colour", "shape", "size"):  # a higher threshold ratio, a smaller mask; the rest of the image kept
+        assert edits[change, 6.0]["mask_share"] < edits[change, 3.0]["mask_share"]
+        assert edits[change, 3.0]["psnr_outside_region"]["min"] > 25
     background = next(r for r in s["ddib_images"]["rows"] if r["change"] == "background")
     assert background["target_reached"] >= 0.75 and background["cycle_psnr"]["median"] > 15
 
