@@ -49,6 +49,14 @@ def edit_success(judge, images: torch.Tensor, scenes: Scenes, changed: str) -> d
     return {"target": read[changed], "kept": torch.stack([read[k] for k in EDITABLE if k != changed]).all(0)}
 
 
+def mask_iou(mask: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Intersection over union per image (B,) of a mask and a true region, both (B, 1, H, W) with 1 inside."""
+    check_tensor("mask", mask, ndim=4)
+    check_tensor("region", region, shape=tuple(mask.shape))
+    mask, region = mask > 0.5, region > 0.5
+    return (mask & region).flatten(1).sum(1) / (mask | region).flatten(1).sum(1).clamp_min(1)
+
+
 def diversity_rms(a: torch.Tensor, b: torch.Tensor) -> float:
     """Sample diversity: the mean over images of the RMS distance between two images (B, C, H, W) drawn
     for the same captions from different noise."""

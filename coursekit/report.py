@@ -192,11 +192,9 @@ def compositing(quick: bool) -> dict:
     with a patch of wrong background around the object. SDEdit regenerates it with the patch as mask (only the
     patch is generated, the rest kept exactly) or without, against strength. Measured against the true scene:
     RMS inside and outside the patch, and whether the judge reads every attribute."""
-    import torch.nn.functional as F
-
     from . import zoo
-    from .data import BACKGROUNDS, ShapesWorld
-    from .data.strokes import paste
+    from .data import ShapesWorld
+    from .data.strokes import pasted_objects
     from .editing import sdedit as run
     from .evaluate import scene_accuracy
 
@@ -205,12 +203,7 @@ def compositing(quick: bool) -> dict:
     pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
     world = ShapesWorld(resolution=32, max_objects=2, min_objects=2)
     scenes = world.sample(n, seed=seed)
-    truth, cover = world.render(scenes)
-    g = torch.Generator().manual_seed(seed)
-    other = (scenes.background + torch.randint(1, len(BACKGROUNDS), (n,), generator=g)) % len(BACKGROUNDS)
-    source = world.render(scenes.change(background=other))[0]
-    patch = F.max_pool2d((cover[:, 1:2] > 0).float(), 7, stride=1, padding=3)  # (B, 1, R, R)
-    composite = paste(truth, source, patch)
+    truth, composite, patch = pasted_objects(world, scenes, seed)
 
     def measure(x: torch.Tensor) -> dict:
         error = (x - truth).pow(2).mean(1, keepdim=True)
@@ -290,7 +283,7 @@ def diffedit(quick: bool) -> dict:
     from . import zoo
     from .data import ATTRIBUTES, ShapesWorld
     from .editing import diffedit as run, diffedit_mask, psnr
-    from .evaluate import edit_success
+    from .evaluate import edit_success, mask_iou
 
     n, seed, steps = (6, 6000, 10) if quick else (64, 6000, 50)
     pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
@@ -311,7 +304,7 @@ def diffedit(quick: bool) -> dict:
             start = time.perf_counter()
             mask = diffedit_mask(pipe, images[index], edited.captions(), part.captions(), ratio=ratio)
             out = run(pipe, images[index], edited.captions(), part.captions(), mask=mask, steps=steps)[0].clamp(-1, 1)
-            iou = (mask * region).flatten(1).sum(1) / ((mask + region) > 0).float().flatten(1).sum(1)
+            iou = mask_iou(mask, region)
             success = edit_success(judge, out, edited, change)
             outside = 1 - region
             background = 10 * torch.log10(4 / ((out - images[index]).pow(2) * outside).flatten(1).sum(1).div(

@@ -11,6 +11,7 @@ import torch
 from coursekit import zoo
 from coursekit.data import COLOURS, ShapesWorld
 from coursekit.editing.diffedit import diffedit, diffedit_mask, mask_from_predictions
+from coursekit.evaluate import mask_iou
 
 WORLD = ShapesWorld(resolution=32, max_objects=2)
 
@@ -62,7 +63,7 @@ def test_the_mask_finds_a_colour_change_and_the_edit_keeps_the_rest_exactly(edit
     pipe = zoo.load("shapes-unet")
     images, reference, query, region = edit
     mask = diffedit_mask(pipe, images, query, reference)
-    iou = (mask * region).flatten(1).sum(1) / ((mask + region) > 0).float().flatten(1).sum(1)
+    iou = mask_iou(mask, region)
     assert mask.shape == (4, 1, 32, 32) and set(mask.unique().tolist()) <= {0.0, 1.0}
     assert iou.mean() > 0.4, iou
     out, used = diffedit(pipe, images, query, reference, mask=mask, steps=10)

@@ -6,7 +6,7 @@ import torch
 
 from coursekit import zoo
 from coursekit.data import BACKGROUNDS, COLOURS, ShapesWorld
-from coursekit.data.strokes import PRESETS, Stroke, draw, paint_over, paint_scenes, paste
+from coursekit.data.strokes import PRESETS, Stroke, draw, paint_over, paint_scenes, paste, pasted_objects
 from coursekit.evaluate import scene_accuracy
 
 WORLD = ShapesWorld(resolution=32, max_objects=2)
@@ -76,3 +76,12 @@ def test_painting_over_an_image_changes_only_what_the_strokes_touch():
         paint_over(images, [])
     with pytest.raises(ValueError, match="images"):
         paint_over(images[:, :1], [stroke])
+
+
+def test_pasted_objects_differ_from_the_scene_only_in_the_patch():
+    world = ShapesWorld(resolution=32, max_objects=2, min_objects=2)
+    truth, composite, patch = pasted_objects(world, world.sample(4, seed=5), seed=1)
+    assert torch.equal(composite * (1 - patch), truth * (1 - patch)) and 0 < patch.mean() < 0.4
+    assert ((composite - truth).abs() * patch).flatten(1).amax(1).min() > 0.1  # the wrong background shows
+    with pytest.raises(ValueError, match="second object"):
+        pasted_objects(WORLD, ShapesWorld(resolution=32, max_objects=1).sample(2, seed=0))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from .._checks import check_float, check_int, check_mask, check_same_shape, check_tensor, generator_from
@@ -215,3 +216,17 @@ def paste(target: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> tor
     check_same_shape("source", source, "target", target)
     check_mask("mask", mask, target.shape[0], tuple(target.shape[2:]))
     return mask * source + (1 - mask) * target
+
+
+def pasted_objects(world, scenes: Scenes, seed: int = 0, margin: int = 3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Crude composites with a known answer: each scene's second object cut, with ``margin`` pixels around it, out
+    of the same scene rendered on another background (drawn from ``seed``) and pasted back (a patch of the wrong
+    background around the object). Returns (the true scenes' images, the composites, the patch mask (B, 1, R, R))."""
+    check_int("margin", margin, 0)
+    if not isinstance(scenes, Scenes) or scenes.present.shape[1] < 2 or not bool(scenes.present[:, 1].all()):
+        raise ValueError("scenes must be Scenes with a second object in every scene (min_objects=2)")
+    truth, cover = world.render(scenes)
+    g = generator_from(seed, None)
+    other = (scenes.background + torch.randint(1, len(BACKGROUNDS), (len(scenes),), generator=g)) % len(BACKGROUNDS)
+    patch = F.max_pool2d((cover[:, 1:2] > 0).float(), 2 * margin + 1, stride=1, padding=margin)
+    return truth, paste(truth, world.render(scenes.change(background=other))[0], patch), patch
