@@ -57,6 +57,30 @@ def mask_iou(mask: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     return (mask & region).flatten(1).sum(1) / (mask | region).flatten(1).sum(1).clamp_min(1)
 
 
+def psnr_outside(images: torch.Tensor, original: torch.Tensor, region: torch.Tensor, peak: float = 2.0) -> torch.Tensor:
+    """PSNR per image (B,) between ``images`` and the ``original`` (B, C, H, W) outside ``region`` (B, 1, H, W, 1
+    inside): how well an edit kept what it was not asked to change. The MSE is floored at 1e-10 (identical: 106 dB
+    at ``peak`` 2, images in [-1, 1])."""
+    check_tensor("images", images, ndim=4)
+    check_tensor("original", original, shape=tuple(images.shape))
+    check_tensor("region", region, shape=(images.shape[0], 1, *images.shape[2:]))
+    outside = (1 - region).expand_as(images)
+    mse = ((images - original) ** 2 * outside).flatten(1).sum(1) / outside.flatten(1).sum(1).clamp_min(1)
+    return 10 * torch.log10(peak ** 2 / mse.clamp_min(1e-10))
+
+
+def best_threshold_iou(score: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """The highest IoU with ``region`` that any threshold on ``score`` reaches, per image (B,): both (B, 1, H, W),
+    ``region`` 1 inside. A mask rule that thresholds the map can do no better (ties in ``score`` aside), so this is
+    what the map itself allows, e.g. DiffEdit's difference map. Every top-k set of pixels, k = 1 ... H W, is tried."""
+    check_tensor("score", score, ndim=4)
+    check_tensor("region", region, shape=tuple(score.shape))
+    inside = (region.flatten(1) > 0.5).float().gather(1, score.flatten(1).argsort(dim=1, descending=True))
+    hits = inside.cumsum(1)
+    k = torch.arange(1, hits.shape[1] + 1, device=hits.device)
+    return (hits / (k + inside.sum(1, keepdim=True) - hits)).amax(1)
+
+
 def diversity_rms(a: torch.Tensor, b: torch.Tensor) -> float:
     """Sample diversity: the mean over images of the RMS distance between two images (B, C, H, W) drawn
     for the same captions from different noise."""

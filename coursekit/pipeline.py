@@ -74,13 +74,26 @@ class Pipeline:
                  sampler=None, progress: bool = False) -> torch.Tensor:
         """Images (B, C, R, R) for the captions, from noise drawn with ``seed``, by ``sampler`` (default:
         ``self.sampler(steps)``, 50 steps unless ``steps`` says; give one of the two, not both)."""
+        return self.generate_from(self.encode_text(captions), guidance, steps, seed, sampler, progress)
+
+    @torch.no_grad()
+    def generate_from(self, cond: torch.Tensor, guidance: float = 3.0, steps: int | None = None, seed: int = 0,
+                      sampler=None, progress: bool = False, shared_noise: bool = False) -> torch.Tensor:
+        """``generate`` for a ``cond`` the denoiser takes: caption token ids (B, L), or text features (B, L, width)
+        (an optimised embedding, Imagic's), then guided against the empty caption's features. ``shared_noise``: every
+        image starts from the same x_T (the one a batch of one would draw), so only ``cond`` differs."""
+        if not isinstance(cond, torch.Tensor) or cond.ndim not in (2, 3):
+            raise ValueError(f"cond must be token ids (B, L) or text features (B, L, width), got {cond!r:.80}")
         check_int("seed", seed, 0)
         check_float("guidance", guidance)
         if steps is not None and sampler is not None:
             raise ValueError("give steps or sampler, not both: a sampler carries its own number of steps")
         sampler = sampler or self.sampler(50 if steps is None else check_int("steps", steps, 1))
+        guided = self.guided(guidance)
+        if isinstance(cond, torch.Tensor) and cond.is_floating_point():
+            guided.uncond = self.text_features([""])
         g = torch.Generator().manual_seed(seed)
-        x_T = torch.randn(len(captions), self.channels, self.resolution, self.resolution, generator=g).to(self.device)
-        x0 = sample(self.guided(guidance), self.schedule, x_T, sampler, cond=self.encode_text(captions),
-                    generator=g, progress=progress)
+        x_T = torch.randn(1 if shared_noise else len(cond), self.channels, self.resolution, self.resolution, generator=g)
+        x_T = x_T.expand(len(cond), -1, -1, -1).to(self.device)
+        x0 = sample(guided, self.schedule, x_T, sampler, cond=cond, generator=g, progress=progress)
         return self.decode(x0)

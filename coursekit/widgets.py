@@ -229,3 +229,57 @@ def sdedit_explorer(pipe, steps: int = 25):
                                      continuous_update=False),
         caption=widgets.Text(value="", description="caption"),
         seed=widgets.IntText(value=0, description="seed"))
+
+
+def mask_threshold(guide: torch.Tensor, region: torch.Tensor, ratio: float) -> dict:
+    """DiffEdit's mask at threshold ``ratio`` (``editing.mask_from_map``) for difference maps ``guide`` (B, 1, H, W),
+    and its IoU with the true edit ``region`` (B, 1, H, W) per image."""
+    from .editing import mask_from_map
+    from .evaluate import mask_iou
+
+    check_tensor("guide", guide, ndim=4)
+    mask = mask_from_map(guide, ratio)
+    return {"mask": mask, "iou": mask_iou(mask, region)}
+
+
+def diffedit_threshold_explorer(images: torch.Tensor, guide: torch.Tensor, region: torch.Tensor):
+    """Pick an edit and move the threshold ratio: the image, DiffEdit's difference map, the mask (pixels whose
+    difference exceeds ratio / 2 x the map's mean) and the true edit region, with the mask's IoU."""
+    check_tensor("images", images, ndim=4)
+    check_tensor("guide", guide, shape=(images.shape[0], 1, *images.shape[2:]))
+    check_tensor("region", region, shape=tuple(guide.shape))
+
+    def show(edit, ratio):
+        r = mask_threshold(guide[edit:edit + 1], region[edit:edit + 1], ratio)
+        heat = guide[edit:edit + 1] / guide[edit].max() * 2 - 1
+        show_images(torch.cat([images[edit:edit + 1], heat.expand(-1, 3, -1, -1), r["mask"].expand(-1, 3, -1, -1) * 2 - 1,
+                               region[edit:edit + 1].expand(-1, 3, -1, -1) * 2 - 1]), size=1.9,
+                    titles=["image", "|eps_Q - eps_R|", f"mask, ratio {ratio:g}", "true region"],
+                    suptitle=f"edit {edit}: IoU {r['iou'].item():.2f}")
+        plt.show()
+        return r
+
+    return widgets.interactive(
+        show, edit=widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="edit"),
+        ratio=widgets.FloatSlider(value=3.0, min=1.0, max=10.0, step=0.5, description="ratio",
+                                  continuous_update=False))
+
+
+def imagic_explorer(result, image: torch.Tensor, steps: int = 25):
+    """Move eta: Imagic's stage 3 for a fitted ``result`` (``editing.imagic``) beside the input ``image`` (1, C, R, R),
+    with the PSNR between them; the noise is fixed by ``seed``."""
+    from .editing import psnr
+
+    check_tensor("image", image, ndim=4)
+    check_int("steps", steps, 1)
+
+    def show(eta, seed):
+        out = result.generate([eta], steps=steps, seed=seed).clamp(-1, 1)
+        show_images(torch.cat([image, out]), size=2.4, titles=["input", f"eta = {eta:.1f}"],
+                    suptitle=f"{result.caption}\nPSNR to the input {psnr(out, image).item():.1f} dB")
+        plt.show()
+        return out
+
+    return widgets.interactive(
+        show, eta=widgets.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.1, description="eta", continuous_update=False),
+        seed=widgets.IntText(value=0, description="seed"))

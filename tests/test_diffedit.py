@@ -10,7 +10,7 @@ import torch
 
 from coursekit import zoo
 from coursekit.data import COLOURS, ShapesWorld
-from coursekit.editing.diffedit import diffedit, diffedit_mask, mask_from_predictions
+from coursekit.editing.diffedit import diffedit, diffedit_mask, mask_from_map, mask_from_predictions
 from coursekit.evaluate import mask_iou
 
 WORLD = ShapesWorld(resolution=32, max_objects=2)
@@ -88,3 +88,7 @@ def test_bad_input_is_refused(edit):
         diffedit(pipe, images, query, reference, mask=torch.ones(4, 1, 16, 16))
     with pytest.raises(ValueError, match="maps"):
         mask_from_predictions(torch.zeros(10, 3, 8, 8), torch.zeros(10, 3, 8, 8), maps=3)
+    with pytest.raises(ValueError, match="^ratio must be > 0"):
+        mask_from_map(torch.ones(1, 1, 8, 8), ratio=0.0)
+    with pytest.raises(ValueError, match="^guide must have 4 dimensions"):
+        mask_from_map(torch.ones(8, 8))

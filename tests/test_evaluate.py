@@ -1,5 +1,7 @@
 """Scoring scenes: per-attribute and joint correctness, and the classifier's targets."""
 
+import math
+
 import pytest
 import torch
 
@@ -81,3 +83,30 @@ def test_edit_success_reads_the_changed_attribute_and_the_rest():
     assert not edit_success(judge, world.render(both)[0], target, "colour")["kept"].any()
     with pytest.raises(ValueError, match="^changed"):
         edit_success(judge, edited, target, "joint")
+
+
+def test_best_threshold_iou_tries_every_threshold():
+    from coursekit.evaluate import best_threshold_iou, mask_iou
+
+    score = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    region = (torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1)) > 0.7).float()
+    brute = torch.stack([mask_iou((score >= v).float(), region) for v in score.flatten().tolist()]).amax(0)
+    assert torch.allclose(best_threshold_iou(score, region), brute)
+    assert (best_threshold_iou(region + 0.1 * score, region) == 1).all()  # a map that ranks the region first
+    with pytest.raises(ValueError, match="^region"):
+        best_threshold_iou(score, region[:1])
+
+
+def test_psnr_outside_ignores_the_region():
+    from coursekit.evaluate import psnr_outside
+
+    a = torch.zeros(2, 3, 4, 4)
+    region = torch.zeros(2, 1, 4, 4)
+    region[:, :, :2] = 1
+    b = a.clone()
+    b[:, :, :2] = 1.0  # changed inside the region only
+    assert torch.allclose(psnr_outside(b, a, region), torch.full((2,), 100.0 + 10 * math.log10(4)))
+    b[:, :, 2:] += 0.1  # MSE 0.01 outside: 10 log10(4 / 0.01)
+    assert torch.allclose(psnr_outside(b, a, region), torch.full((2,), 10 * math.log10(400)))
+    with pytest.raises(ValueError, match="^region"):
+        psnr_outside(b, a, region[:, :, :2])

@@ -147,3 +147,21 @@ def test_the_accelerator_path_of_the_coverage_equals_the_cpu_path():
     scenes = WORLD.sample(256, seed=4)
     assert torch.equal(_coverage(scenes, 32, masked=False), _coverage(scenes, 32, masked=True))
 
+
+
+def test_attribute_edits_change_one_attribute_and_only_the_region():
+    from coursekit.data import CHANGES, attribute_edits
+
+    images, edits = attribute_edits(9, seed=5)
+    assert [e.change for e in edits] == list(CHANGES) and images.shape == (9, 3, 32, 32)
+    for e in edits:
+        assert e.index.tolist() == list(range(CHANGES.index(e.change), 9, 3))
+        before, after = getattr(e.scenes, e.change)[:, 0], getattr(e.edited, e.change)[:, 0]
+        assert (before != after).all()
+        for other in set(CHANGES) - {e.change}:
+            assert torch.equal(getattr(e.scenes, other), getattr(e.edited, other))
+        outside = (1 - e.region).bool().expand(-1, 3, -1, -1)
+        assert torch.equal(e.truth[outside], images[e.index][outside])  # nothing else moves
+        assert ((e.truth - images[e.index]).abs().amax(dim=(1, 2, 3)) > 0.1).all()  # and the object does
+    with pytest.raises(ValueError, match="^n must be"):
+        attribute_edits(2, seed=0)

@@ -117,3 +117,37 @@ def test_sdedit_explorer_paints_moves_and_runs_when_asked():
     w.children[5].value = "a zebra"  # unknown to the tokenizer: the message is printed, nothing is drawn
     w.update()
     assert w.result is None
+
+
+def test_diffedit_threshold_explorer_shows_the_mask_of_the_ratio():
+    from coursekit.editing import mask_from_map
+    from coursekit.widgets import diffedit_threshold_explorer, mask_threshold
+
+    guide = torch.zeros(2, 1, 16, 16)
+    guide[:, :, 4:12, 4:12] = 1.0  # 64 of 256 pixels: the mean is 1/4
+    region = (guide > 0).float()
+    assert (mask_threshold(guide, region, 3.0)["iou"] == 1).all()  # 1 > 1.5 / 4
+    assert (mask_threshold(guide, region, 10.0)["iou"] == 0).all()  # 1 < 5 / 4
+    w = diffedit_threshold_explorer(IMAGES[:2], guide, region)
+    assert w.result["iou"].item() == 1
+    w.children[1].value = 10.0
+    assert w.result["iou"].item() == 0 and torch.equal(w.result["mask"], mask_from_map(guide[:1], 10.0))
+    with pytest.raises(ValueError, match="^region"):
+        diffedit_threshold_explorer(IMAGES[:2], guide, region[:1])
+
+
+def test_imagic_explorer_generates_at_the_slider_eta():
+    from coursekit import zoo
+    from coursekit.editing import imagic
+    from coursekit.widgets import imagic_explorer
+
+    world = ShapesWorld(resolution=32)
+    scenes = world.sample(1, seed=3)
+    image = world.render(scenes)[0]
+    result = imagic(zoo.load("shapes-unet"), image, scenes.captions()[0], embed_steps=1, tune_steps=1)
+    w = imagic_explorer(result, image, steps=3)
+    assert torch.equal(w.result, result.generate([0.6], steps=3).clamp(-1, 1))
+    w.children[0].value = 0.0
+    assert torch.equal(w.result, result.generate([0.0], steps=3).clamp(-1, 1))
+    with pytest.raises(ValueError, match="^steps"):
+        imagic_explorer(result, image, steps=0)

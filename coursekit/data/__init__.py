@@ -1,8 +1,9 @@
-"""Data: the shapes world (captioned images with ground truth for edits), 2-D toys, Gaussian mixtures."""
+"""Data: the shapes world (captioned images with ground truth for edits, ``attribute_edits``), 2-D toys, Gaussian mixtures."""
 
 from . import toy2d
+from .edits import CHANGES, AttributeEdits, attribute_edits
 from .mixture import GaussianMixture
 from .shapes import ATTRIBUTES, BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES, Scenes, ShapesWorld, parse_caption
 
-__all__ = ["ATTRIBUTES", "BACKGROUNDS", "COLOURS", "GaussianMixture", "POSITIONS", "SHAPES", "SIZES", "Scenes",
+__all__ = ["ATTRIBUTES", "AttributeEdits", "attribute_edits", "BACKGROUNDS", "CHANGES", "COLOURS", "GaussianMixture", "POSITIONS", "SHAPES", "SIZES", "Scenes",
            "ShapesWorld", "parse_caption", "toy2d"]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import check_float, check_int, check_mask
+from .._checks import check_float, check_int, check_mask, check_tensor
 from ..diffusion import invert as invert_chain, q_sample, sample
 from ..diffusion.forward import randn, x0_eps_from_output
 from ..pipeline import Pipeline
@@ -30,20 +30,31 @@ from .inversion import check_captions, check_images, check_pipeline, samplers
 from .sdedit import FromLevel, start_index
 
 
-def mask_from_predictions(eps_query: torch.Tensor, eps_reference: torch.Tensor, maps: int,
-                          ratio: float = 3.0) -> torch.Tensor:
-    """DiffEdit's mask (B, 1, H, W) in {0, 1} from noise predictions (B * maps, C, H, W) under the query and the
-    reference caption (``maps`` consecutive rows per image): |difference| averaged over the maps and channels,
-    clamped at ``ratio`` x its mean, divided by that, above 0.5."""
+def mask_from_map(guide: torch.Tensor, ratio: float = 3.0) -> torch.Tensor:
+    """Binarise a difference map (B, 1, H, W) as diffusers does: clamp at ``ratio`` x its mean (per image), divide
+    by that and keep what is above 0.5, i.e. the pixels whose difference exceeds ratio / 2 x the mean."""
+    check_tensor("guide", guide, ndim=4)
+    if check_float("ratio", ratio) <= 0:
+        raise ValueError(f"ratio must be > 0, got {ratio}")
+    magnitude = guide.mean(dim=(1, 2, 3), keepdim=True) * ratio
+    return (torch.minimum(guide, magnitude) / magnitude > 0.5).to(guide.dtype)
+
+
+def map_from_predictions(eps_query: torch.Tensor, eps_reference: torch.Tensor, maps: int) -> torch.Tensor:
+    """DiffEdit's difference map (B, 1, H, W) from noise predictions (B * maps, C, H, W) under the query and the
+    reference caption (``maps`` consecutive rows per image): |eps_Q - eps_R| averaged over the maps and channels."""
     check_int("maps", maps, 1)
-    check_float("ratio", ratio, 0.0)
     if eps_query.shape != eps_reference.shape or eps_query.ndim != 4 or eps_query.shape[0] % maps:
         raise ValueError(f"eps_query and eps_reference must both be (B * maps, C, H, W) with maps={maps}, got "
                          f"{tuple(eps_query.shape)} and {tuple(eps_reference.shape)}")
     B = eps_query.shape[0] // maps
-    guide = (eps_query - eps_reference).abs().reshape(B, maps, *eps_query.shape[1:]).mean(dim=(1, 2))  # (B, H, W)
-    magnitude = guide.mean(dim=(1, 2), keepdim=True) * ratio
-    return (torch.minimum(guide, magnitude) / magnitude > 0.5).to(eps_query.dtype)[:, None]
+    return (eps_query - eps_reference).abs().reshape(B, maps, *eps_query.shape[1:]).mean(dim=(1, 2))[:, None]
+
+
+def mask_from_predictions(eps_query: torch.Tensor, eps_reference: torch.Tensor, maps: int,
+                          ratio: float = 3.0) -> torch.Tensor:
+    """DiffEdit's mask (B, 1, H, W) in {0, 1}: ``mask_from_map`` of ``map_from_predictions``."""
+    return mask_from_map(map_from_predictions(eps_query, eps_reference, maps), ratio)
 
 
 def _check_pair(pipe: Pipeline, query, reference, batch: int) -> tuple[list[str], list[str]]:
@@ -56,14 +67,14 @@ def _check_pair(pipe: Pipeline, query, reference, batch: int) -> tuple[list[str]
 
 
 @torch.no_grad()
-def diffedit_mask(pipe: Pipeline, images: torch.Tensor, query: Sequence[str], reference: Sequence[str] | None = None,
-                  maps: int = 10, strength: float = 0.5, guidance: float = 7.5, ratio: float = 3.0, steps: int = 50,
-                  seed: int = 0) -> torch.Tensor:
-    """Where the ``query`` captions would change ``images`` (B, C, R, R): a mask (B, 1, R, R) in {0, 1} from
-    ``maps`` noise draws at the level ``strength`` picks of a ``steps``-step sampler, both captions guided with
-    ``guidance`` against the empty caption (``reference`` None: the empty caption itself). The guidance scale
-    cancels in the difference up to rounding (g (eps_Q - eps_R), then divided by its mean): it is kept for
-    diffusers' signature, and matters only with ``reference`` None."""
+def difference_map(pipe: Pipeline, images: torch.Tensor, query: Sequence[str], reference: Sequence[str] | None = None,
+                   maps: int = 10, strength: float = 0.5, guidance: float = 7.5, steps: int = 50,
+                   seed: int = 0) -> torch.Tensor:
+    """Where the ``query`` captions would change ``images`` (B, C, R, R), before thresholding: the map (B, 1, R, R)
+    of |eps_Q - eps_R| over ``maps`` noise draws at the level ``strength`` picks of a ``steps``-step sampler, both
+    captions guided with ``guidance`` against the empty caption (``reference`` None: the empty caption itself).
+    The guidance scale cancels in the difference up to rounding (g (eps_Q - eps_R), later divided by its mean): it
+    is kept for diffusers' signature, and matters only with ``reference`` None."""
     pipe = check_pipeline(pipe)
     images = check_images(pipe, images)
     query, reference = _check_pair(pipe, query, reference, images.shape[0])
@@ -81,7 +92,14 @@ def diffedit_mask(pipe: Pipeline, images: torch.Tensor, query: Sequence[str], re
         out = guided(x_t, levels, pipe.encode_text([c for c in captions for _ in range(maps)]))
         return x0_eps_from_output(out, x_t, abar, pipe.prediction_type)[1]
 
-    return mask_from_predictions(eps(query), eps(reference), maps, ratio)
+    return map_from_predictions(eps(query), eps(reference), maps)
+
+
+def diffedit_mask(pipe: Pipeline, images: torch.Tensor, query: Sequence[str], reference: Sequence[str] | None = None,
+                  ratio: float = 3.0, **options) -> torch.Tensor:
+    """DiffEdit's mask (B, 1, R, R) in {0, 1}: ``mask_from_map`` of ``difference_map`` (``options``: its maps,
+    strength, guidance, steps and seed; diffusers' defaults 10 maps, strength 0.5, guidance 7.5)."""
+    return mask_from_map(difference_map(pipe, images, query, reference, **options), ratio)
 
 
 class _FirstSteps:

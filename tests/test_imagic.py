@@ -1,0 +1,110 @@
+"""Imagic (editing/imagic.py) on the shipped shapes-unet: each stage lowers the loss it optimises, the zoo model is
+never changed, eta moves from the input towards the target caption, and bad input is refused."""
+
+import warnings
+
+import pytest
+import torch
+
+from coursekit import zoo
+from coursekit.data import ShapesWorld
+from coursekit.diffusion import diffusion_loss
+from coursekit.editing import Imagic, imagic, psnr
+from coursekit.editing.imagic import fine_tune, optimize_embedding
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return zoo.load("shapes-unet")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    world = ShapesWorld(resolution=32, max_objects=2)
+    scenes = world.sample(1, seed=6100)
+    edited = scenes.change(0, colour=(scenes.colour[:, 0] + 1) % 6)
+    return world.render(scenes)[0], edited.captions()[0]
+
+
+def held_out_loss(denoiser, pipe, image, embedding, draws=64):
+    """The denoising loss on one fixed set of (t, noise) draws, none of which the stages trained on."""
+    with torch.no_grad():
+        return diffusion_loss(denoiser, pipe.schedule, image.expand(draws, -1, -1, -1),
+                              embedding.expand(draws, -1, -1), generator=torch.Generator().manual_seed(12345)).item()
+
+
+@pytest.fixture(scope="module")
+def result(pipe, scene):
+    image, caption = scene
+    before = {k: v.clone() for k, v in pipe.denoiser.state_dict().items()}
+    out = imagic(pipe, image, caption, seed=3)
+    assert all(torch.equal(v, before[k]) for k, v in pipe.denoiser.state_dict().items()), "the zoo model changed"
+    return out
+
+
+@pytest.mark.slow
+def test_each_stage_lowers_the_loss_it_optimises_on_draws_it_never_saw(pipe, scene, result):
+    image, caption = scene
+    target, optimized = result.target, result.optimized
+    assert torch.equal(target, pipe.text_features([caption]))
+    start = held_out_loss(pipe.denoiser, pipe, image, target)
+    stage1 = held_out_loss(pipe.denoiser, pipe, image, optimized)
+    stage2 = held_out_loss(result.tuned.denoiser, pipe, image, optimized)
+    print(start, stage1, stage2)
+    assert stage1 < 0.9 * start and stage2 < 0.9 * stage1
+    assert len(result.losses["embedding"]) == 100 and len(result.losses["fine_tune"]) == 100
+    assert result.tuned.denoiser is not pipe.denoiser
+    assert not any(p.requires_grad for p in result.tuned.denoiser.parameters())
+
+
+@pytest.mark.slow
+def test_eta_moves_from_the_input_to_the_target_caption(scene, result):
+    image, _ = scene
+    out = result.generate([0.0, 1.0], steps=25, seed=0).clamp(-1, 1)
+    close = psnr(out, image.expand(2, -1, -1, -1))
+    print(close)
+    assert close[0] > 27 and close[0] > close[1] + 5
+    assert torch.equal(result.embedding(0.0), result.optimized) and torch.equal(result.embedding(1.0), result.target)
+    assert torch.allclose(result.embedding(0.25), 0.25 * result.target + 0.75 * result.optimized)
+    # one noise for every eta: a list generates what each eta alone does
+    assert torch.allclose(result.generate([1.0], steps=5, seed=2), result.generate([0.0, 1.0], steps=5, seed=2)[1:],
+                          atol=1e-5)
+
+
+def test_stages_run_alone_and_zero_steps_change_nothing(pipe, scene):
+    image, caption = scene
+    target = pipe.text_features([caption])
+    e, losses = optimize_embedding(pipe, image, target, steps=0, lr=1e-2)
+    assert torch.equal(e, target) and losses == []
+    tuned, losses = fine_tune(pipe, image, target, steps=2, lr=1e-6, batch=2)
+    assert len(losses) == 2 and any(not torch.equal(a, b) for a, b in
+                                     zip(tuned.denoiser.parameters(), pipe.denoiser.parameters()))
+
+
+@pytest.mark.slow
+def test_bad_input_is_refused(pipe, scene, result):
+    image, caption = scene
+    with pytest.raises(ValueError, match="^image must be one image"):
+        imagic(pipe, image.expand(2, -1, -1, -1), caption)
+    with pytest.raises(ValueError, match="^image must lie in"):
+        imagic(pipe, image * 2, caption)
+    with pytest.raises(ValueError, match=r"^caption\[0\] has words the model does not know: \['puce'\]"):
+        imagic(pipe, image, "a puce circle")
+    with pytest.raises(ValueError, match="^embed_lr must be > 0"):
+        imagic(pipe, image, caption, embed_lr=0.0)
+    with pytest.raises(ValueError, match="^tune_steps"):
+        imagic(pipe, image, caption, tune_steps=-1)
+    with pytest.raises(ValueError, match="^pipe must be a coursekit Pipeline"):
+        imagic(pipe.denoiser, image, caption)
+    with pytest.raises(ValueError, match=r"^eta must be >= 0"):
+        result.embedding(-0.1)
+    with pytest.raises(ValueError, match="^eta must be finite"):
+        result.embedding(float("nan"))
+    with pytest.raises(ValueError, match="^etas must be a non-empty list"):
+        result.generate(0.5)
+    with pytest.warns(UserWarning, match="extrapolates past the target"):
+        result.embedding(1.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result.embedding(1.0)
+    assert isinstance(result, Imagic)
