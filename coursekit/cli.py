@@ -9,8 +9,12 @@ from pathlib import Path
 
 
 def _lessons(args) -> int:
-    from .notebooks import generate
+    from .notebooks import generate, render_html
 
+    if args.html:
+        for path in render_html(Path(args.solutions), Path(args.html), args.only):
+            print(f"rendered: {path}")
+        return 0
     stale = generate(Path(args.solutions), Path(args.lessons), check=args.check)
     verb = "out of date" if args.check else "written"
     for path in stale:
@@ -111,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--solutions", default="solutions", help="folder of solution notebooks (default: solutions)")
     p.add_argument("--lessons", default="lessons", help="folder to write the lessons to (default: lessons)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a lesson is out of date")
+    p.add_argument("--html", metavar="DIR", default=None,
+                   help="instead: run the solutions and write them, executed with their figures, as DIR/NN_name.html")
+    p.add_argument("--only", nargs="+", metavar="NN", default=None, help="with --html: only these lessons (e.g. 00 03)")
     p.set_defaults(run=_lessons)
 
     p = sub.add_parser("bench", help="run benchmarks and report throughput with the machine that gave it")

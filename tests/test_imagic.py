@@ -50,8 +50,8 @@ def test_each_stage_lowers_the_loss_it_optimises_on_draws_it_never_saw(pipe, sce
     start = held_out_loss(pipe.denoiser, pipe, image, target)
     stage1 = held_out_loss(pipe.denoiser, pipe, image, optimized)
     stage2 = held_out_loss(result.tuned.denoiser, pipe, image, optimized)
-    print(start, stage1, stage2)
-    assert stage1 < 0.9 * start and stage2 < 0.9 * stage1
+    # measured: 0.0360 (e_tgt) -> 0.0130 (e_opt) -> 0.0112 (e_opt, fine-tuned)
+    assert stage1 < 0.5 * start and stage2 < 0.9 * stage1
     assert len(result.losses["embedding"]) == 100 and len(result.losses["fine_tune"]) == 100
     assert result.tuned.denoiser is not pipe.denoiser
     assert not any(p.requires_grad for p in result.tuned.denoiser.parameters())
@@ -62,7 +62,7 @@ def test_eta_moves_from_the_input_to_the_target_caption(scene, result):
     image, _ = scene
     out = result.generate([0.0, 1.0], steps=25, seed=0).clamp(-1, 1)
     close = psnr(out, image.expand(2, -1, -1, -1))
-    print(close)
+    # measured: 30.0 dB at eta 0, 17.7 at eta 1 (the new colour)
     assert close[0] > 27 and close[0] > close[1] + 5
     assert torch.equal(result.embedding(0.0), result.optimized) and torch.equal(result.embedding(1.0), result.target)
     assert torch.allclose(result.embedding(0.25), 0.25 * result.target + 0.75 * result.optimized)
