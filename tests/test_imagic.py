@@ -108,3 +108,11 @@ def test_bad_input_is_refused(pipe, scene, result):
         warnings.simplefilter("error")
         result.embedding(1.0)
     assert isinstance(result, Imagic)
+
+
+def test_stage_functions_check_the_embedding(pipe, scene):
+    image, caption = scene
+    with pytest.raises(ValueError, match=r"^embedding must have shape \(1, 32, 128\)"):
+        optimize_embedding(pipe, image, pipe.text_features([caption, caption]), steps=1, lr=1e-2)
+    with pytest.raises(ValueError, match="^embedding must have shape"):
+        fine_tune(pipe, image, pipe.text_features([caption])[0], steps=1, lr=1e-6)

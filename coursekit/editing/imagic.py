@@ -11,10 +11,10 @@ Models", CVPR 2023, sec. 3. Given an image x and a target caption (what the imag
 3. **Interpolate.** e(eta) = eta e_tgt + (1 - eta) e_opt, and sample from the fine-tuned model with e(eta)
    (classifier-free guidance against the empty caption). eta = 0 gives back x; towards 1 the target caption wins.
 
-The paper (Imagen): stage 1 100 steps at Adam lr 1e-3, stage 2 1500 steps at lr 5e-7, eta about 0.7; the
-diffusers community pipeline (``imagic_stable_diffusion.py``, Stable Diffusion): 500 steps at 1e-3, 1000 at 2e-6,
+The paper (Imagen, as the course's reference notes record it, not checked against the paper): stage 1 100 steps
+at Adam lr 1e-3, stage 2 1500 steps at lr 5e-7, eta about 0.7; the diffusers community pipeline (``imagic_stable_diffusion.py``, Stable Diffusion): 500 steps at 1e-3, 1000 at 2e-6,
 and ``alpha`` = 1.2, which extrapolates past e_tgt. Both train with one noise draw per step. The defaults here
-are for the course's 6.7M-parameter pixel U-Net, measured on shapes edits (``coursekit report imagic``): see
+are for the course's 6.7M-parameter pixel U-Net, measured on shapes edits (``coursekit report editing_methods``): see
 ``imagic``'s docstring.
 """
 
@@ -23,13 +23,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from .._checks import check_float, check_int
+from .._checks import check_float, check_int, check_tensor
 from ..diffusion import diffusion_loss
 from ..pipeline import Pipeline
 from .inversion import check_captions, check_images, check_pipeline
@@ -40,6 +40,12 @@ def _check_image(pipe: Pipeline, image) -> torch.Tensor:
     if image.shape[0] != 1:
         raise ValueError(f"image must be one image (1, C, R, R): Imagic fits the model to it; got batch {image.shape[0]}")
     return image.to(pipe.device)
+
+
+def _check_embedding(pipe: Pipeline, embedding) -> torch.Tensor:
+    """Text features (1, L, width) of the pipeline's encoder, as ``pipe.text_features`` gives them."""
+    encoder = pipe.denoiser.encoder
+    return check_tensor("embedding", embedding, shape=(1, encoder.max_length, encoder.width))
 
 
 def _check_steps_lr(steps: int, lr: float, stage: str) -> None:
@@ -55,7 +61,7 @@ def optimize_embedding(pipe: Pipeline, image: torch.Tensor, embedding: torch.Ten
     _check_steps_lr(steps, lr, "embed")
     x0 = _check_image(pipe, image).expand(check_int("batch", batch, 1), -1, -1, -1)
     g = torch.Generator().manual_seed(check_int("seed", seed, 0))
-    e = embedding.detach().clone().requires_grad_(True)
+    e = _check_embedding(pipe, embedding).detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([e], lr=lr)
     losses = []
     for _ in tqdm(range(steps), desc="imagic: embedding", disable=not progress):
@@ -76,7 +82,7 @@ def fine_tune(pipe: Pipeline, image: torch.Tensor, embedding: torch.Tensor, step
     tuned = dataclasses.replace(pipe, denoiser=copy.deepcopy(pipe.denoiser))
     weights = [p for p in tuned.denoiser.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(weights, lr=lr)
-    e = embedding.detach().expand(batch, -1, -1)
+    e = _check_embedding(pipe, embedding).detach().expand(batch, -1, -1)
     losses = []
     for _ in tqdm(range(steps), desc="imagic: fine-tune", disable=not progress):
         loss = diffusion_loss(tuned.denoiser, tuned.schedule, x0, e, generator=g)
@@ -112,7 +118,7 @@ class Imagic:
     losses: dict[str, list[float]]
 
     def embedding(self, eta: float) -> torch.Tensor:
-        """e(eta) = eta e_tgt + (1 - eta) e_opt (the paper's eq. 3 with eta in [0, 1])."""
+        """e(eta) = eta e_tgt + (1 - eta) e_opt (the paper's interpolation, sec. 3, with eta in [0, 1])."""
         eta = check_eta(eta)
         return eta * self.target + (1 - eta) * self.optimized
 
@@ -138,7 +144,7 @@ def imagic(pipe: Pipeline, image: torch.Tensor, caption: str, embed_steps: int =
     target caption's scene, 15-27 dB from the input), and fine-tuning at 1e-5 for 100 steps fits the model to the
     image under every embedding (eta = 1 stayed 27-33 dB from the input; no edit happened); at 1e-6 too little of
     the image is kept (18-35 dB at eta = 0). Embedding lr 1e-2 with fine-tuning at 2e-6 gives the trade-off: 27-35 dB
-    at eta = 0, the new attribute read at eta = 0.8 on 4 of 6. ``coursekit report imagic`` measures it on 18.
+    at eta = 0, the new attribute read at eta = 0.8 on 4 of 6. ``coursekit report editing_methods`` measures the trade-off on 18.
     """
     pipe = check_pipeline(pipe)
     _check_image(pipe, image)
