@@ -12,9 +12,10 @@ Models", CVPR 2023, sec. 3. Given an image x and a target caption (what the imag
    (classifier-free guidance against the empty caption). eta = 0 gives back x; towards 1 the target caption wins.
 
 The paper (Imagen, as the course's reference notes record it, not checked against the paper): stage 1 100 steps
-at Adam lr 1e-3, stage 2 1500 steps at lr 5e-7, eta about 0.7; the diffusers community pipeline (``imagic_stable_diffusion.py``, Stable Diffusion): 500 steps at 1e-3, 1000 at 2e-6,
-and ``alpha`` = 1.2, which extrapolates past e_tgt. Both train with one noise draw per step. The defaults here
-are for the course's 6.7M-parameter pixel U-Net, measured on shapes edits (``coursekit report editing_methods``): see
+at Adam lr 1e-3, stage 2 1500 steps at lr 5e-7, eta about 0.7; the diffusers community pipeline
+(``imagic_stable_diffusion.py``, Stable Diffusion): 500 steps at 1e-3, 1000 at 2e-6, and ``alpha`` = 1.2, which
+extrapolates past e_tgt. Both train with one noise draw per step. The defaults here are for the course's
+6.7M-parameter pixel U-Net, measured on shapes edits (``coursekit report editing_methods``): see
 ``imagic``'s docstring.
 """
 
