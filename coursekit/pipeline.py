@@ -84,6 +84,8 @@ class Pipeline:
         image starts from the same x_T (the one a batch of one would draw), so only ``cond`` differs."""
         if not isinstance(cond, torch.Tensor) or cond.ndim not in (2, 3):
             raise ValueError(f"cond must be token ids (B, L) or text features (B, L, width), got {cond!r:.80}")
+        if not isinstance(shared_noise, bool):
+            raise ValueError(f"shared_noise must be a bool, got {shared_noise!r}")
         check_int("seed", seed, 0)
         check_float("guidance", guidance)
         if steps is not None and sampler is not None:

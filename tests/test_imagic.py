@@ -116,3 +116,7 @@ def test_stage_functions_check_the_embedding(pipe, scene):
         optimize_embedding(pipe, image, pipe.text_features([caption, caption]), steps=1, lr=1e-2)
     with pytest.raises(ValueError, match="^embedding must have shape"):
         fine_tune(pipe, image, pipe.text_features([caption])[0], steps=1, lr=1e-6)
+    with pytest.raises(ValueError, match="^shared_noise must be a bool"):
+        pipe.generate_from(pipe.text_features([caption]), steps=1, shared_noise="yes")
+    with pytest.raises(ValueError, match="^cond must be token ids"):
+        pipe.generate_from([caption], steps=1)
