@@ -51,7 +51,8 @@ def show_points(
     clouds: Sequence[torch.Tensor], titles: Sequence[str] | None = None, size: float = 2.6, lim: float = 3.5,
     s: float = 1.0,
 ):
-    """Side-by-side scatter plots of 2-D point clouds (each (N, 2)) on a common square window."""
+    """Side-by-side scatter plots of 2-D point clouds (each (N, 2)) on a common square window, with integer
+    ticks so that spreads and radii can be read off."""
     for i, c in enumerate(clouds):
         check_tensor(f"clouds[{i}]", c, shape=(None, 2))
     fig, axes = plt.subplots(1, len(clouds), figsize=(size * len(clouds), size), squeeze=False)
@@ -61,8 +62,11 @@ def show_points(
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ticks = range(-int(lim), int(lim) + 1)
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.tick_params(labelsize=7, length=2, pad=1)
+        ax.grid(lw=0.3, alpha=0.5)
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
     fig.tight_layout()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from coursekit.data import toy2d
+from coursekit.models import ToyMLP
 
 
 @pytest.mark.parametrize("name", toy2d.TOYS)
@@ -46,10 +47,25 @@ def test_a_toy_mlp_trained_in_seconds_samples_its_toy():
     assert near > 0.85, near
 
 
+def test_a_class_conditional_toy_reads_its_label_and_none_is_the_null_class():
+    torch.manual_seed(0)
+    model = ToyMLP(dim=4, classes=3)
+    x, t = torch.randn(3, 4), torch.tensor([5, 500, 999])
+    with torch.no_grad():
+        model.label.weight.normal_()
+        by_label = [model(x, t, torch.full((3,), k)) for k in range(4)]
+        assert torch.equal(model(x, t, None), by_label[3])
+    assert all(not torch.allclose(by_label[i], by_label[j]) for i in range(4) for j in range(i))
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda: toy2d.sample("spiral", 10, seed=0), "name"),
     (lambda: __import__("coursekit.train").train.fit_toy("spiral", None, 1), "name"),
     (lambda: __import__("coursekit.models").models.ToyMLP()(torch.zeros(3, 3), torch.zeros(3).long()), "x"),
+    (lambda: ToyMLP()(torch.zeros(3, 2), torch.zeros(3).long(), torch.zeros(3).long()), "cond must be None"),
+    (lambda: ToyMLP(classes=4)(torch.zeros(3, 2), torch.zeros(3).long(), torch.tensor([0, 1, 5])), "cond must lie"),
+    (lambda: ToyMLP(classes=4)(torch.zeros(3, 2), torch.zeros(3).long(), torch.zeros(3)), "cond"),
+    (lambda: ToyMLP(classes=0), "classes"),
     (lambda: toy2d.sample("moons", 0, seed=0), "n"),
     (lambda: toy2d.sample("moons", 10), "give exactly one"),
     (lambda: toy2d.gaussian_ring(std=0), "std"),
