@@ -83,6 +83,8 @@ def predicting_v():
     (lambda: UViT(small(context_dim=16, context_len=3))(torch.zeros(1, 3, 32, 32), torch.tensor([1]),
                                                          torch.zeros(1, 3, 8)), "cond"),
     (lambda: UViT(small(num_classes=4))(torch.zeros(1, 3, 32, 32), torch.tensor([1]), torch.tensor([5])), "cond"),
+    (lambda: UViT(small()).trunk(torch.zeros(1, 256, 64)), "h"),
+    (lambda: UViT(small()).decode(torch.zeros(1, 257, 32)), "h"),
     (lambda: Experts([torch.nn.Identity()], [500], T=1000), "experts"),
     (lambda: Experts([torch.nn.Identity()] * 2, [1000], T=1000), "boundaries"),
     (lambda: Experts([torch.nn.Identity(), predicting_v()], [500], T=1000), "experts"),

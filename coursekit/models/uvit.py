@@ -129,14 +129,18 @@ class UViT(nn.Module):
             nn.init.zeros_(self.final.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        return self.decode(self.trunk(self.embed(x, t, cond)))
+
+    def embed(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        """The token sequence [time, condition..., patches] plus positions: (B, extras + T, D)."""
         cfg = self.cfg
         check_tensor("x", x, shape=(None, cfg.in_channels, cfg.image_size, cfg.image_size), finite=False)
-        B, D = x.shape[0], cfg.hidden
+        B = x.shape[0]
         t = check_timesteps("t", t, 2**62, batch=B).expand(B)
         if self.time_embed is not None:
             tokens = [self.time_embed(t)[:, None].to(x.dtype)]  # (B, 1, D)
         else:
-            tokens = [timestep_embedding(t, D, flip_sin_to_cos=True, freq_shift=0)[:, None].to(x.dtype)]
+            tokens = [timestep_embedding(t, cfg.hidden, flip_sin_to_cos=True, freq_shift=0)[:, None].to(x.dtype)]
         if cfg.num_classes is not None:
             if cond is None:
                 cond = torch.full((B,), cfg.num_classes, dtype=torch.long, device=x.device)
@@ -149,7 +153,12 @@ class UViT(nn.Module):
         elif cond is not None:
             raise ValueError("cond must be None for an unconditional U-ViT")
         patches = self.patch(x).flatten(2).transpose(1, 2)  # (B, T, D)
-        h = torch.cat([*tokens, patches], dim=1) + self.pos  # (B, extras + T, D)
+        return torch.cat([*tokens, patches], dim=1) + self.pos  # (B, extras + T, D)
+
+    def trunk(self, h: torch.Tensor) -> torch.Tensor:
+        """The blocks: out-block i fuses the output of in-block depth // 2 - 1 - i (the long skips nest, the
+        last in-block feeding the first out-block, as the levels of a U-Net)."""
+        check_tensor("h", h, shape=(None, self.pos.shape[1], self.cfg.hidden), finite=False)
         skips = []
         for block in self.in_blocks:
             h = block(h)
@@ -157,6 +166,12 @@ class UViT(nn.Module):
         h = self.mid_block(h)
         for block in self.out_blocks:
             h = block(h, skips.pop())
+        return h
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """Patch tokens back to an image (B, C, H, W): norm, linear decoder, unpatchify, the last conv."""
+        cfg = self.cfg
+        check_tensor("h", h, shape=(None, self.pos.shape[1], cfg.hidden), finite=False)
         h = self.decoder(self.norm(h))[:, cfg.extras:]  # (B, T, p*p*C)
         return self.final(unpatchify(h, cfg.patch_size, cfg.in_channels))
 
