@@ -1,4 +1,5 @@
-"""Classifier-free guidance as a wrapper that turns a conditional denoiser into a guided one."""
+"""Guidance at sampling time, as wrappers that turn a denoiser into a guided one (classifier-free, through the
+clean-image estimate, pixel layouts) and a sampler that imposes a reference's coarse structure (ILVR)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_float, check_int, check_tensor
+from .._checks import check_choice, check_float, check_int, check_tensor
 from .forward import output_from_x0_eps, prediction_type_of, q_sample, randn, x0_eps_from_output, x0_from_eps
 from .sampling import Denoiser
 
@@ -63,48 +64,88 @@ class ClassifierFreeGuidance:
         return f"ClassifierFreeGuidance(scale={self.scale}, uncond={self.uncond!r}, denoiser={self.denoiser!r})"
 
 
-def low_pass(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """phi_N of ILVR: average-pool by ``factor`` then upsample back (nearest), keeping only coarse structure."""
-    return torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, factor), scale_factor=factor,
-                                           mode="nearest")
+LOW_PASS_MODES = ("bicubic", "box")
 
 
-class PixelGuidance:
-    """Steer sampling towards a coarse colour layout: eps' = eps - scale * sqrt(1 - abar_t) * grad log p(layout | x_t).
+def low_pass(x: torch.Tensor, factor: int, mode: str = "bicubic") -> torch.Tensor:
+    """phi_N of ILVR: shrink the image by ``factor`` and enlarge it back, keeping only its coarse structure.
 
-    With log p(layout | x_t) ~ -||pool(x0_hat(x_t)) - layout||^2 / 2, the gradient flows through the
-    denoiser's clean-image estimate, as in reconstruction / universal guidance (Ho et al., "Video
-    Diffusion Models", 2022, eq. 7; Bansal et al., "Universal Guidance", 2023) and classifier
-    guidance's eps form (Dhariwal & Nichol 2021, eq. 14). ``layout``: (B, C, H/f, W/f) in [-1, 1].
-    The guided eps' and the x0' it implies are returned in the denoiser's own ``prediction_type``.
+    ``mode="bicubic"`` resizes both ways with an antialiased bicubic kernel, as ILVR's code does (its cubic
+    "resizer"): smooth, with no block edges. ``mode="box"`` averages ``factor`` x ``factor`` blocks and copies
+    each mean back over its block: a projection (box(box(x)) = box(x)), but it writes the block grid into
+    every image it guides.
+    """
+    check_tensor("x", x, ndim=4, finite=False)
+    check_int("factor", factor, 1)
+    check_choice("mode", mode, LOW_PASS_MODES)
+    H, W = x.shape[-2:]
+    if H % factor or W % factor:
+        raise ValueError(f"factor must divide the image's height and width {H}x{W}, got {factor}")
+    F = torch.nn.functional
+    if mode == "box":
+        return F.interpolate(F.avg_pool2d(x, factor), scale_factor=factor, mode="nearest")
+    small = F.interpolate(x, size=(H // factor, W // factor), mode="bicubic", antialias=True, align_corners=False)
+    return F.interpolate(small, size=(H, W), mode="bicubic", align_corners=False)
+
+
+class UniversalGuidance:
+    """Steer sampling with any differentiable score of the clean image:
+    eps' = eps - scale * sqrt(1 - abar_t) * grad_{x_t} log_p(x0_hat(x_t)).
+
+    Classifier guidance's eps form (Dhariwal & Nichol 2021, eq. 14), with the classifier's log p(y | x_t)
+    replaced by a function of the denoiser's clean-image estimate, so an off-the-shelf model of clean images
+    (a classifier, a distance to a layout) can guide: "forward universal guidance" (Bansal et al., "Universal
+    Guidance for Diffusion Models", 2023, eq. 6; Ho et al., "Video Diffusion Models", 2022, eq. 7). The gradient
+    flows back through the denoiser. ``log_p(x0_hat)`` returns one value per image (B,). The guided eps' and the
+    x0' it implies are returned in the denoiser's own ``prediction_type``.
     """
 
-    def __init__(self, denoiser: Denoiser, schedule, layout: torch.Tensor, scale: float, factor: int):
+    def __init__(self, denoiser: Denoiser, schedule, log_p, scale: float):
         if not callable(denoiser):
             raise ValueError(f"denoiser must be callable, got {type(denoiser).__name__}")
-        self.denoiser, self.schedule = denoiser, schedule
-        self.layout = check_tensor("layout", layout, ndim=4)
+        if not callable(log_p):
+            raise ValueError(f"log_p must be a function x0_hat -> (B,) log-probabilities, got {type(log_p).__name__}")
+        self.denoiser, self.schedule, self.log_p = denoiser, schedule, log_p
         self.scale = check_float("scale", scale, 0.0)
-        self.factor = check_int("factor", factor, 1)
 
     @property
     def prediction_type(self) -> str:
         return prediction_type_of(self.denoiser)
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
-        if x_t.shape[-1] != self.layout.shape[-1] * self.factor or x_t.shape[0] != self.layout.shape[0]:
-            raise ValueError(f"layout must have shape (B, C, H/{self.factor}, W/{self.factor}) for x_t "
-                             f"{tuple(x_t.shape)}, got {tuple(self.layout.shape)}")
         abar, prediction_type = self.schedule.abar(t, x_t), self.prediction_type
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
             x0, eps = x0_eps_from_output(self.denoiser(x, t, cond), x, abar, prediction_type)
-            log_p = -0.5 * ((torch.nn.functional.avg_pool2d(x0, self.factor) - self.layout) ** 2).sum()
-            (grad,) = torch.autograd.grad(log_p, x)
+            log_p = self.log_p(x0)
+            check_tensor("log_p(x0_hat)", log_p, shape=(x_t.shape[0],), finite=False)
+            (grad,) = torch.autograd.grad(log_p.sum(), x)
         eps = eps.detach() - self.scale * (1 - abar).sqrt() * grad
         if prediction_type == "epsilon":
             return eps
         return output_from_x0_eps(x0_from_eps(x_t, eps, abar), eps, abar, prediction_type)
+
+
+class PixelGuidance(UniversalGuidance):
+    """Steer sampling towards a coarse colour layout: ``UniversalGuidance`` with
+    log p(layout | x_t) ~ -||pool(x0_hat(x_t)) - layout||^2 / 2 (reconstruction guidance).
+    ``layout``: (B, C, H/f, W/f) in [-1, 1], ``f`` = ``factor``.
+    """
+
+    def __init__(self, denoiser: Denoiser, schedule, layout: torch.Tensor, scale: float, factor: int):
+        self.layout = check_tensor("layout", layout, ndim=4)
+        self.factor = check_int("factor", factor, 1)
+        super().__init__(denoiser, schedule, self.layout_log_p, scale)
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        if x_t.shape[-1] != self.layout.shape[-1] * self.factor or x_t.shape[0] != self.layout.shape[0]:
+            raise ValueError(f"layout must have shape (B, C, H/{self.factor}, W/{self.factor}) for x_t "
+                             f"{tuple(x_t.shape)}, got {tuple(self.layout.shape)}")
+        return super().__call__(x_t, t, cond)
+
+    def layout_log_p(self, x0: torch.Tensor) -> torch.Tensor:
+        """-||avg_pool(x0, factor) - layout||^2 / 2 per image."""
+        return -0.5 * ((torch.nn.functional.avg_pool2d(x0, self.factor) - self.layout) ** 2).flatten(1).sum(1)
 
 
 class ILVR:
@@ -112,13 +153,16 @@ class ILVR:
     that of the reference noised to the same level, x <- x - phi(x) + phi(q_sample(ref, t_prev)).
 
     Choi et al., "ILVR: Conditioning Method for Denoising Diffusion Probabilistic Models", ICCV 2021,
-    Alg. 1 (phi = ``low_pass`` by ``factor``; larger factors keep less of the reference). Guidance
-    stops below ``stop_t`` so the model finishes the details. Meets the sampler protocol.
+    Alg. 1 (phi = ``low_pass`` by ``factor`` with ``mode``; larger factors keep less of the reference).
+    Guidance stops below ``stop_t`` so the model finishes the details. Meets the sampler protocol.
     """
 
-    def __init__(self, sampler, reference: torch.Tensor, factor: int, noise_seed: int = 0, stop_t: int = 0):
+    def __init__(self, sampler, reference: torch.Tensor, factor: int, noise_seed: int = 0, stop_t: int = 0,
+                 mode: str = "bicubic"):
         self.sampler, self.reference = sampler, check_tensor("reference", reference, ndim=4)
         self.factor, self.stop_t = check_int("factor", factor, 1), check_int("stop_t", stop_t, 0)
+        self.mode = check_choice("mode", mode, LOW_PASS_MODES)
+        low_pass(self.reference, self.factor)  # factor must divide the reference's size
         self.noise = torch.Generator().manual_seed(check_int("noise_seed", noise_seed, 0))
 
     @property
@@ -135,4 +179,4 @@ class ILVR:
         ref = self.reference.to(x_prev)
         if prev_t >= 0:
             ref = q_sample(ref, prev_t, randn(ref.shape, self.noise, ref.device, ref.dtype), schedule)
-        return x_prev - low_pass(x_prev, self.factor) + low_pass(ref, self.factor), x0
+        return x_prev - low_pass(x_prev, self.factor, self.mode) + low_pass(ref, self.factor, self.mode), x0
