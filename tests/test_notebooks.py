@@ -85,7 +85,8 @@ def test_lessons_render_to_html_with_their_figures(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["01_the_unet.html"]
     html = (tmp_path / "01_the_unet.html").read_text()
     first_heading = nbformat.read(source, as_version=4).cells[1].source.splitlines()[0].lstrip("# ")
-    assert first_heading.split(" ")[-1] in html and html.count("data:image/png;base64") == 2  # its 2 figures, inline
+    assert first_heading.split(" ")[-1] in html and html.count("data:image/png;base64") == 4
+    # its 4 figures, inline: the timestep features, the U-Net explorer's, cross-attention on and off
     assert "Traceback" not in html and "NotImplementedError" not in html
     assert source.read_text() == before  # the committed notebook keeps no outputs
 
