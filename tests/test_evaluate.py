@@ -37,6 +37,20 @@ def test_cell_targets_put_each_object_in_its_cell():
     assert (t["shape"][t["presence"] == 0] == -1).all()
 
 
+def test_background_log_prob_is_a_normalised_differentiable_score():
+    from coursekit.data.shapes import BACKGROUNDS
+
+    torch.manual_seed(0)
+    judge = ShapesClassifier().eval()
+    images = (torch.rand(4, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    scores = torch.stack([judge.background_log_prob(images, name) for name in BACKGROUNDS])  # (3, B)
+    assert scores.shape == (3, 4) and torch.allclose(scores.exp().sum(0), torch.ones(4), atol=1e-5)
+    (grad,) = torch.autograd.grad(scores[0].sum(), images)
+    assert grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="^background"):
+        judge.background_log_prob(images, "pink")
+
+
 def test_caption_accuracy_needs_whole_chunks():
     with pytest.raises(ValueError, match="^n must be a multiple of 32"):
         caption_accuracy(None, ShapesClassifier(), n=40)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_int, check_tensor
+from .._checks import check_choice, check_int, check_tensor
 from ..data.shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES, Scenes
 
 HEADS = {"presence": 2, "shape": len(SHAPES), "colour": len(COLOURS), "size": len(SIZES)}
@@ -63,6 +63,12 @@ class ShapesClassifier(nn.Module):
         cells, background = out[:, :-len(BACKGROUNDS)], out[:, -len(BACKGROUNDS):]
         parts = cells.reshape(-1, CELLS, self.per_cell).split(list(HEADS.values()), dim=-1)
         return {**dict(zip(HEADS, parts)), "background": background}
+
+    def background_log_prob(self, images: torch.Tensor, background: str) -> torch.Tensor:
+        """log p(background | image) for each image (B,), differentiable in the images: a score that
+        classifier guidance can climb (``diffusion.UniversalGuidance``, lesson 03)."""
+        check_choice("background", background, tuple(BACKGROUNDS))
+        return torch.log_softmax(self(images)["background"], dim=-1)[:, list(BACKGROUNDS).index(background)]
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
