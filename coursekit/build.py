@@ -81,10 +81,10 @@ def _eval_seconds(r: Recipe, n: int, steps: int, guidances, device: str) -> floa
     pipe = pipeline_of(r, build_model(r).to(device).eval())
     judge = build_model(recipe(JUDGE)).to(device).eval()
     captions = [""] * CHUNK
-    pipe.generate(captions, guidance=3.0, steps=1)  # warm-up
+    pipe.generate(captions, guidance_scale=3.0, num_inference_steps=1)  # warm-up
     start = time.perf_counter()
     with torch.no_grad():
-        judge.predict(pipe.generate(captions, guidance=3.0, steps=steps).clamp(-1, 1))
+        judge.predict(pipe.generate(captions, guidance_scale=3.0, num_inference_steps=steps).clamp(-1, 1))
     if device == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) * len(guidances) * (n // CHUNK + 1)

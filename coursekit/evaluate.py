@@ -4,14 +4,15 @@ The shapes world knows the attributes behind every caption, and ``shapes-classif
 back from pixels, so caption accuracy is a plain count: per attribute (shape, colour, size,
 position, background) and joint (the whole scene right). Work is split into chunks of 32 samples,
 chunk c drawn from seed ``seed * 1000 + c``, so a test can re-measure chunk 0 of a model card's
-claim exactly, with fewer samples.
+claim exactly, with fewer samples. The measures of edits live here too: PSNR (overall and outside a region), mask
+IoU, and an edit's success as the classifier reads it.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._checks import check_int, check_tensor
+from ._checks import check_float, check_int, check_tensor
 from .data.shapes import Scenes, ShapesWorld
 from .models.classifier import cell_targets
 
@@ -55,6 +56,15 @@ def mask_iou(mask: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     check_tensor("region", region, shape=tuple(mask.shape))
     mask, region = mask > 0.5, region > 0.5
     return (mask & region).flatten(1).sum(1) / (mask | region).flatten(1).sum(1).clamp_min(1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 2.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image, 10 log10(peak^2 / MSE), in dB; ``peak`` = 2 for images in
+    [-1, 1]. Identical images give inf."""
+    check_tensor("a", a, ndim=range(2, 6))
+    check_tensor("b", b, shape=tuple(a.shape))
+    mse = (a - b).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(check_float("peak", peak, 0.0) ** 2 / mse)
 
 
 def psnr_outside(images: torch.Tensor, original: torch.Tensor, region: torch.Tensor, peak: float = 2.0) -> torch.Tensor:
@@ -152,11 +162,12 @@ def caption_accuracy(pipeline, classifier, n: int = 256, guidance: float = 3.0, 
     for c in range(chunks):
         scenes = world.sample(CHUNK, seed=seed * 1000 + c)
         captions = scenes.captions()
-        images = pipeline.generate(captions, guidance=guidance, steps=steps, seed=seed * 1000 + c)
+        images = pipeline.generate(captions, guidance_scale=guidance, num_inference_steps=steps, seed=seed * 1000 + c)
         pred = classifier.predict(images.clamp(-1, 1).to(next(classifier.parameters()).device))
         per_chunk.append(scene_accuracy({k: v.cpu() for k, v in pred.items()}, scenes))
         if c == 0:  # diversity on the first chunk: the same captions again, with other noise
-            again = pipeline.generate(captions, guidance=guidance, steps=steps, seed=seed * 1000 + 999)
+            again = pipeline.generate(captions, guidance_scale=guidance, num_inference_steps=steps,
+                                      seed=seed * 1000 + 999)
             spread.append(diversity_rms(images, again))
     return {"n": n, "guidance": guidance, "steps": steps, **_summarise(per_chunk),
             "diversity_rms": round(sum(spread) / len(spread), 4)}

@@ -33,7 +33,8 @@ def _scenes(n: int, seed: int):
 def inversion(quick: bool) -> dict:
     """DDIM inversion round trip on shapes-unet: PSNR (peak 2) per image against steps, caption and guidance."""
     from . import zoo
-    from .editing import invert, psnr, reconstruct
+    from .editing import invert, reconstruct
+    from .evaluate import psnr
 
     n, seed = (4, 1000) if quick else (64, 1000)
     settings = ([("true", 1.0, s) for s in (5, 20)] + [("empty", 1.0, 20), ("true", 7.5, 20)] if quick else
@@ -44,7 +45,8 @@ def inversion(quick: bool) -> dict:
     rows = []
     for caption, guidance, steps in settings:
         start = time.perf_counter()
-        inv = invert(pipe, images, scenes.captions() if caption == "true" else None, guidance, steps)
+        inv = invert(pipe, images, scenes.captions() if caption == "true" else None, num_inference_steps=steps,
+                     guidance_scale=guidance)
         rows.append({"caption": caption, "guidance": guidance, "steps": steps,
                      "psnr": _stats(psnr(reconstruct(pipe, inv), images)),
                      "noise_std": round(inv.noise.std().item(), 3),
@@ -55,7 +57,8 @@ def inversion(quick: bool) -> dict:
 def null_text(quick: bool) -> dict:
     """Guided (7.5) round trip, plain DDIM inversion against null-text inversion."""
     from . import zoo
-    from .editing import invert, null_text_invert, psnr, reconstruct
+    from .editing import invert, null_text_invert, reconstruct
+    from .evaluate import psnr
 
     n, seed, steps, guidance = (2, 1000, 5, 7.5) if quick else (16, 1000, 20, 7.5)
     iterations, lr = 10, 0.1
@@ -65,9 +68,10 @@ def null_text(quick: bool) -> dict:
     for method in ("plain", "null-text"):
         start = time.perf_counter()
         if method == "plain":
-            inv = invert(pipe, images, scenes.captions(), guidance, steps)
+            inv = invert(pipe, images, scenes.captions(), num_inference_steps=steps, guidance_scale=guidance)
         else:
-            inv = null_text_invert(pipe, images, scenes.captions(), guidance, steps, iterations, lr)
+            inv = null_text_invert(pipe, images, scenes.captions(), num_inference_steps=steps,
+                                   guidance_scale=guidance, num_inner_steps=iterations, lr=lr)
         rows.append({"method": method, "guidance": guidance, "steps": steps,
                      "psnr": _stats(psnr(reconstruct(pipe, inv), images)),
                      "seconds": round(time.perf_counter() - start, 1)})
@@ -102,8 +106,8 @@ def ddib_2d(quick: bool) -> dict:
                                             "target_own_distance": nearest_distance(toy2d.sample(target, 1000, seed=6),
                                                                                     target)}
         for steps in (5, 50) if quick else (5, 10, 20, 50, 100, 200):
-            y = translate(x, schedule, models[source], models[target], steps)
-            back = translate(y, schedule, models[target], models[source], steps)
+            y = translate(x, schedule, models[source], models[target], num_inference_steps=steps)
+            back = translate(y, schedule, models[target], models[source], num_inference_steps=steps)
             rows.append({"pair": f"{source}->{target}", "steps": steps, "target_distance": nearest_distance(y, target),
                          "cycle_error": round((back - x).norm(dim=1).mean().item(), 4)})
     return {"setup": {"train_steps": train_steps, "points": 1000, "baselines": baselines}, "rows": rows}
@@ -113,8 +117,8 @@ def ddib_images(quick: bool) -> dict:
     """DDIB between captions of shapes-unet (one attribute changed), judged by shapes-classifier."""
     from . import zoo
     from .data.shapes import BACKGROUNDS, SHAPES
-    from .editing import psnr, translate_captions
-    from .evaluate import edit_success
+    from .editing import translate_captions
+    from .evaluate import edit_success, psnr
 
     n, seed, steps, guidance = (4, 2000, 10, 1.0) if quick else (64, 2000, 25, 1.0)
     pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
@@ -125,9 +129,11 @@ def ddib_images(quick: bool) -> dict:
     for name, change in changes.items():
         start = time.perf_counter()
         target = change(source)
-        y = translate_captions(pipe, images, source.captions(), target.captions(), steps, guidance).clamp(-1, 1)
+        y = translate_captions(pipe, images, source_prompt=source.captions(), target_prompt=target.captions(),
+                               num_inference_steps=steps, guidance_scale=guidance).clamp(-1, 1)
         judged = edit_success(judge, y, target, name)
-        back = translate_captions(pipe, y, target.captions(), source.captions(), steps, guidance)
+        back = translate_captions(pipe, y, source_prompt=target.captions(), target_prompt=source.captions(),
+                                  num_inference_steps=steps, guidance_scale=guidance)
         rows.append({"change": name, "target_reached": round(judged["target"].float().mean().item(), 3),
                      "others_kept": round(judged["kept"].float().mean().item(), 3),
                      "others_read_right_on_source": round(
@@ -177,7 +183,8 @@ def sdedit(quick: bool) -> dict:
         guide = guides.get(style, clean)
         for strength in strengths:
             start = time.perf_counter()
-            out = run(pipe, guide, scenes.captions() if caption == "true" else None, strength, steps).clamp(-1, 1)
+            out = run(pipe, guide, scenes.captions() if caption == "true" else None, strength=strength,
+                      num_inference_steps=steps, guidance_scale=1.0).clamp(-1, 1)
             rows.append({"guide": style, "caption": caption, "strength": strength, **measure(out, guide),
                          "seconds": round(time.perf_counter() - start, 1)})
     setup = {"model": "shapes-unet", "judge": "shapes-classifier", "paintings": n, "seed": seed, "steps": steps,
@@ -219,8 +226,9 @@ def compositing(quick: bool) -> dict:
         for masked in (True, False):
             for strength in strengths:
                 start = time.perf_counter()
-                out = run(pipe, composite, scenes.captions() if caption == "true" else None, strength, steps,
-                          mask=patch if masked else None).clamp(-1, 1)
+                out = run(pipe, composite, scenes.captions() if caption == "true" else None, strength=strength,
+                          num_inference_steps=steps, guidance_scale=1.0,
+                          mask_image=patch if masked else None).clamp(-1, 1)
                 rows.append({"caption": caption, "masked": masked, "strength": strength, **measure(out),
                              "seconds": round(time.perf_counter() - start, 1)})
     setup = {"model": "shapes-unet", "judge": "shapes-classifier", "composites": n, "seed": seed, "steps": steps,
@@ -237,8 +245,9 @@ def sparse(quick: bool) -> dict:
     caches, which a deployment does once per image)."""
     from . import zoo
     from .data.strokes import paint_over, random_strokes
-    from .editing import psnr, sdedit as dense_sdedit
+    from .editing import sdedit as dense_sdedit
     from .editing.sparse import SparseUNet, difference_mask, sparse_sdedit
+    from .evaluate import psnr
     from .models.counting import count_macs
 
     n, seed, steps, strength = (2, 4000, 10, 0.5) if quick else (16, 4000, 20, 0.5)
@@ -247,7 +256,8 @@ def sparse(quick: bool) -> dict:
     edits = [(originals[i:i + 1], paint_over(originals[i:i + 1], [stroke]))
              for i, stroke in enumerate(random_strokes(n, seed))]
     start = time.perf_counter()
-    dense = [dense_sdedit(pipe, edited, strength=strength, steps=steps) for _, edited in edits]
+    options = dict(strength=strength, num_inference_steps=steps, guidance_scale=1.0)
+    dense = [dense_sdedit(pipe, edited, **options) for _, edited in edits]
     rows = [{"block": None, "norms": "dense", "seconds_per_edit": round((time.perf_counter() - start) / n, 2)}]
     t, context = torch.tensor([500]), pipe.text_features([""])
     for block in (8, 4):
@@ -261,8 +271,8 @@ def sparse(quick: bool) -> dict:
             shares.append(tiles[32].fraction)
         for norms in ("frozen", "fresh"):
             start = time.perf_counter()
-            scores = torch.tensor([psnr(sparse_sdedit(pipe, original, edited, strength=strength, steps=steps,
-                                                      norms=norms, block=block), d).item()
+            scores = torch.tensor([psnr(sparse_sdedit(pipe, edited, original_image=original, norms=norms, block=block,
+                                                      **options), d).item()
                                    for (original, edited), d in zip(edits, dense)])
             rows.append({"block": block, "norms": norms, "psnr_to_dense": _stats(scores),
                          "at_least_30_db": round((scores >= 30).float().mean().item(), 3),
@@ -278,8 +288,7 @@ def _edit_scores(judge, out: torch.Tensor, original: torch.Tensor, edited, chang
                  region: torch.Tensor) -> dict:
     """Edit success (the judge reads the new attribute, and every other one unchanged), PSNR to the ground truth,
     and PSNR to the original outside the true region (what should not have changed; MSE floored at 1e-10)."""
-    from .editing import psnr
-    from .evaluate import edit_success, psnr_outside
+    from .evaluate import edit_success, psnr, psnr_outside
 
     success = edit_success(judge, out, edited, change)
     return {"target_reached": round(success["target"].float().mean().item(), 3),
@@ -307,20 +316,22 @@ def diffedit(quick: bool) -> dict:
     for e in edits:
         change, index, part, edited, truth, region = e.change, e.index, e.scenes, e.edited, e.truth, e.region
         start = time.perf_counter()
-        guide = difference_map(pipe, images[index], edited.captions(), part.captions())
+        guide = difference_map(pipe, images[index], target_prompt=edited.captions(), source_prompt=part.captions())
         seconds = time.perf_counter() - start
         best = best_threshold_iou(guide, region)
         for ratio in (3.0, 6.0):
             start = time.perf_counter()
             mask = mask_from_map(guide, ratio)
-            out = run(pipe, images[index], edited.captions(), part.captions(), mask=mask, steps=steps)[0].clamp(-1, 1)
+            out = run(pipe, images[index], target_prompt=edited.captions(), source_prompt=part.captions(),
+                      mask_image=mask, num_inference_steps=steps).images.clamp(-1, 1)
             rows.append({"change": change, "ratio": ratio, "edits": len(index), "mask_iou": _stats(mask_iou(mask, region)),
                          "best_threshold_iou": _stats(best), "mask_share": round(mask.mean().item(), 3),
                          "true_share": round(region.mean().item(), 3),
                          **_edit_scores(judge, out, images[index], edited, change, truth, region),
                          "seconds": round(time.perf_counter() - start + seconds, 1)})
     setup = {"model": "shapes-unet", "judge": "shapes-classifier", "scenes": n, "seed": seed, "steps": steps,
-             "mask": "10 maps, strength 0.5, guidance 7.5", "encode_ratio": 0.5, "guidance": 3.0,
+             "mask": "10 maps, strength 0.5, guidance 3 (it cancels in the difference up to rounding)",
+             "inpaint_strength": 0.5, "guidance": 3.0,
              "best_threshold_iou": "the best IoU any per-image threshold on the difference map reaches",
              "outside_region": "PSNR with the MSE floored at 1e-10 (106 dB: identical)"}
     return {"setup": setup, "rows": rows}
@@ -328,14 +339,15 @@ def diffedit(quick: bool) -> dict:
 
 def editing_methods(quick: bool) -> dict:
     """Which editing method when: the same edits with a known answer (``data.attribute_edits``, a third each colour, shape, size)
-    by DiffEdit (its automatic mask at diffusers' defaults), SDEdit (strength 0.5), "invert, then regenerate" (DDIM
+    by DiffEdit (its automatic mask at diffusers' defaults, its guidance at the decoding's 3), SDEdit (strength 0.5), "invert, then regenerate" (DDIM
     inversion under the old caption, decoding under the new one: ``translate_captions``, guidance 1) and Imagic (per
     image: stage 1 and 2 at the defaults, then every eta in ``etas`` from one noise; the comparison takes the eta with
     the most successes). ``imagic_eta``: Imagic's trade-off, edit success against PSNR to the input, per eta.
     Seconds per edit: Imagic's include its fitting and one generation."""
     from . import zoo
     from .data import attribute_edits
-    from .editing import diffedit as run_diffedit, imagic, psnr, sdedit, translate_captions
+    from .editing import diffedit as run_diffedit, imagic, sdedit, translate_captions
+    from .evaluate import psnr
 
     n, seed, steps = (3, 6100, 10) if quick else (18, 6100, 50)
     fit = dict(embed_steps=20, tune_steps=20) if quick else {}
@@ -343,9 +355,11 @@ def editing_methods(quick: bool) -> dict:
     pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
     images, edits = attribute_edits(n, seed)
     methods = {
-        "diffedit": lambda x, q, r: run_diffedit(pipe, x, q, r, steps=steps)[0],
-        "sdedit": lambda x, q, r: sdedit(pipe, x, q, strength=0.5, steps=steps, guidance=3.0),
-        "invert_regenerate": lambda x, q, r: translate_captions(pipe, x, r, q, steps=steps),
+        "diffedit": lambda x, q, r: run_diffedit(pipe, x, target_prompt=q, source_prompt=r,
+                                                 num_inference_steps=steps).images,
+        "sdedit": lambda x, q, r: sdedit(pipe, x, q, strength=0.5, num_inference_steps=steps, guidance_scale=3.0),
+        "invert_regenerate": lambda x, q, r: translate_captions(pipe, x, source_prompt=r, target_prompt=q,
+                                                               num_inference_steps=steps),
     }
     rows, by_eta, seconds = [], {eta: [] for eta in etas}, {}
     for e in edits:
@@ -362,7 +376,7 @@ def editing_methods(quick: bool) -> dict:
             start = time.perf_counter()
             result = imagic(pipe, x[[i]], query[i], seed=i, **fit)
             middle = time.perf_counter()
-            outs.append(result.generate(etas, steps=steps).clamp(-1, 1))
+            outs.append(result.generate(etas, num_inference_steps=steps).clamp(-1, 1))
             fitting, generating = fitting + middle - start, generating + time.perf_counter() - middle
         seconds[change] = (fitting + generating / len(etas)) / len(index)
         for j, eta in enumerate(etas):

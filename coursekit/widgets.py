@@ -131,7 +131,7 @@ def guidance_report(pipe, judge, scenes, scale: float, steps: int = 10, seed: in
     caption's scene back from it (``evaluate.scene_accuracy``)."""
     from .evaluate import scene_accuracy
 
-    images = pipe.generate(scenes.captions(), guidance=scale, steps=steps, seed=seed)
+    images = pipe.generate(scenes.captions(), guidance_scale=scale, num_inference_steps=steps, seed=seed)
     correct = scene_accuracy(judge.predict(images.clamp(-1, 1)), scenes)
     return {"images": images, "correct": correct}
 
@@ -151,14 +151,15 @@ def guidance_explorer(pipe, judge, scenes, steps: int = 10):
     return widgets.interactive(show, {"manual": True, "manual_name": "Sample"}, scale=scale)
 
 
-def round_trip(pipe, images: torch.Tensor, captions, steps: int, guidance: float = 1.0) -> dict:
-    """DDIM-invert ``images`` under their ``captions`` and decode them back: the noise, the reconstruction and
-    the per-image PSNR (``editing``)."""
-    from .editing import invert, psnr, reconstruct
+def round_trip(pipe, image: torch.Tensor, prompt, *, num_inference_steps: int, guidance_scale: float = 1.0) -> dict:
+    """DDIM-invert ``image`` under its ``prompt`` and decode it back: the noise, the reconstruction and the per-image
+    PSNR (``editing.invert``, ``editing.reconstruct``)."""
+    from .editing import invert, reconstruct
+    from .evaluate import psnr
 
-    inv = invert(pipe, images, captions, guidance, steps)
+    inv = invert(pipe, image, prompt, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale)
     back = reconstruct(pipe, inv)
-    return {"noise": inv.noise, "reconstruction": back, "psnr": psnr(back, images)}
+    return {"noise": inv.noise, "reconstruction": back, "psnr": psnr(back, image)}
 
 
 def inversion_explorer(pipe, images: torch.Tensor, captions):
@@ -168,7 +169,7 @@ def inversion_explorer(pipe, images: torch.Tensor, captions):
 
     def show(image, steps, guidance):
         one = images[image:image + 1]
-        r = round_trip(pipe, one, [captions[image]], steps, guidance)
+        r = round_trip(pipe, one, [captions[image]], num_inference_steps=steps, guidance_scale=guidance)
         error = ((r["reconstruction"] - one) * 10).clamp(-1, 1)
         show_images(torch.cat([one, r["noise"].clamp(-1, 1), r["reconstruction"].clamp(-1, 1), error]), size=1.8,
                     titles=["image", "x_T (clipped)", "reconstruction", "10 x difference"],
@@ -209,7 +210,8 @@ def sdedit_explorer(pipe, steps: int = 25):
     def show(preset, colour, dx, dy, strength, caption, seed):
         guide = stroke_guide(preset, colour, dx, dy)
         try:
-            out = sdedit(pipe, guide, [caption], strength, steps, seed=seed)
+            out = sdedit(pipe, guide, [caption], strength=strength, num_inference_steps=steps, guidance_scale=1.0,
+                         seed=seed)
         except ValueError as error:
             print(error)
             return None
@@ -268,15 +270,15 @@ def diffedit_threshold_explorer(images: torch.Tensor, guide: torch.Tensor, regio
 def imagic_explorer(result, image: torch.Tensor, steps: int = 25):
     """Move eta: Imagic's stage 3 for a fitted ``result`` (``editing.imagic``) beside the input ``image`` (1, C, R, R),
     with the PSNR between them; the noise is fixed by ``seed``."""
-    from .editing import psnr
+    from .evaluate import psnr
 
     check_tensor("image", image, ndim=4)
     check_int("steps", steps, 1)
 
     def show(eta, seed):
-        out = result.generate([eta], steps=steps, seed=seed).clamp(-1, 1)
+        out = result.generate([eta], num_inference_steps=steps, seed=seed).clamp(-1, 1)
         show_images(torch.cat([image, out]), size=2.4, titles=["input", f"eta = {eta:.1f}"],
-                    suptitle=f"{result.caption}\nPSNR to the input {psnr(out, image).item():.1f} dB")
+                    suptitle=f"{result.prompt}\nPSNR to the input {psnr(out, image).item():.1f} dB")
         plt.show()
         return out
 

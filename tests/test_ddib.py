@@ -25,7 +25,7 @@ def near_square(points):
 def test_the_translation_lands_in_the_target_domain():
     """Measured: 99.4% of the translated points at 50 steps sit within 3 std of a square component; of the
     ring's own points, the ones near the diagonals, about half do."""
-    assert near_square(translate(X, SCHEDULE, SOURCE, TARGET, 50)) > 0.97 and near_square(X) < 0.6
+    assert near_square(translate(X, SCHEDULE, SOURCE, TARGET, num_inference_steps=50)) > 0.97 and near_square(X) < 0.6
 
 
 def test_the_cycle_returns_the_input_as_steps_grow():
@@ -33,20 +33,22 @@ def test_the_cycle_returns_the_input_as_steps_grow():
     0.023 at 200, 0.010 at 500: first order in 1 / steps (each half solves the ODE with Euler steps)."""
     errors = {}
     for steps in (10, 50, 200):
-        back = translate(translate(X, SCHEDULE, SOURCE, TARGET, steps), SCHEDULE, TARGET, SOURCE, steps)
+        there = translate(X, SCHEDULE, SOURCE, TARGET, num_inference_steps=steps)
+        back = translate(there, SCHEDULE, TARGET, SOURCE, num_inference_steps=steps)
         errors[steps] = (back - X).norm(dim=1).mean().item()
     assert errors[10] > errors[50] > errors[200] and errors[200] < 0.03 and errors[50] > 3 * errors[200], errors
 
 
 @pytest.mark.parametrize("call, name", [
-    (lambda: translate(X, SCHEDULE, SOURCE, TARGET, 0), "steps"),
-    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(2, 3, 32, 32), ["a"], ["b", "c"]),
-     "source_captions"),
-    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(2, 3, 32, 32), ["a circle", "a square"], "c d"),
-     "target_captions"),
-    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(3, 32, 32), ["a"], ["b"]), "images"),
-    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(1, 3, 32, 32), ["a red circle"],
-                                ["a red hexagon"]), r"target_captions\[0\] has"),
+    (lambda: translate(X, SCHEDULE, SOURCE, TARGET, num_inference_steps=0), "num_inference_steps"),
+    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(2, 3, 32, 32), source_prompt=["a"],
+                                target_prompt=["b", "c"]), "source_prompt"),
+    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(2, 3, 32, 32),
+                                source_prompt=["a circle", "a square"], target_prompt="c d"), "target_prompt"),
+    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(3, 32, 32), source_prompt=["a"],
+                                target_prompt=["b"]), "image"),
+    (lambda: translate_captions(zoo.load("shapes-unet"), torch.zeros(1, 3, 32, 32), source_prompt=["a red circle"],
+                                target_prompt=["a red hexagon"]), r"target_prompt\[0\] has"),
 ])
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):

@@ -62,33 +62,37 @@ def test_the_mask_finds_a_colour_change_and_the_edit_keeps_the_rest_exactly(edit
     """Measured on 16 colour edits (seed 6000): IoU with the true region 0.60 (mean) at the diffusers defaults."""
     pipe = zoo.load("shapes-unet")
     images, reference, query, region = edit
-    mask = diffedit_mask(pipe, images, query, reference)
+    mask = diffedit_mask(pipe, images, target_prompt=query, source_prompt=reference)
     iou = mask_iou(mask, region)
     assert mask.shape == (4, 1, 32, 32) and set(mask.unique().tolist()) <= {0.0, 1.0}
     assert iou.mean() > 0.4, iou
-    out, used = diffedit(pipe, images, query, reference, mask=mask, steps=10)
+    result = diffedit(pipe, images, target_prompt=query, source_prompt=reference, mask_image=mask, num_inference_steps=10)
+    out, used = result.images, result.mask
     assert torch.equal(used, mask)
     assert torch.equal(out * (1 - mask), images * (1 - mask))  # outside the mask: the image itself
     assert (out - images).abs().flatten(1).amax(1).min() > 0.1  # inside, something was redrawn
-    unchanged, _ = diffedit(pipe, images, query, reference, mask=torch.zeros(1, 1, 32, 32), steps=5)
+    unchanged = diffedit(pipe, images, target_prompt=query, source_prompt=reference,
+                         mask_image=torch.zeros(1, 1, 32, 32), num_inference_steps=5).images
     assert torch.equal(unchanged, images)
 
 
 def test_bad_input_is_refused(edit):
     pipe = zoo.load("shapes-unet")
     images, reference, query, _ = edit
-    with pytest.raises(ValueError, match="query and reference must differ"):
-        diffedit_mask(pipe, images, reference, reference)
-    with pytest.raises(ValueError, match=r"query\[0\]"):
-        diffedit(pipe, images, ["a zebra"] + query[1:], reference)
+    with pytest.raises(ValueError, match="^target_prompt and source_prompt must differ"):
+        diffedit_mask(pipe, images, target_prompt=reference, source_prompt=reference)
+    with pytest.raises(ValueError, match=r"^target_prompt\[0\]"):
+        diffedit(pipe, images, target_prompt=["a zebra"] + query[1:], source_prompt=reference)
     for ratio in (0.0, 1.5):
-        with pytest.raises(ValueError, match="encode_ratio"):
-            diffedit(pipe, images, query, reference, encode_ratio=ratio)
-    with pytest.raises(ValueError, match="mask"):
-        diffedit(pipe, images, query, reference, mask=torch.ones(4, 1, 16, 16))
+        with pytest.raises(ValueError, match="^inpaint_strength"):
+            diffedit(pipe, images, target_prompt=query, source_prompt=reference, inpaint_strength=ratio)
+    with pytest.raises(ValueError, match="^mask_image"):
+        diffedit(pipe, images, target_prompt=query, source_prompt=reference, mask_image=torch.ones(4, 1, 16, 16))
+    with pytest.raises(TypeError, match="positional"):  # two prompts go by name
+        diffedit(pipe, images, query, reference)
     with pytest.raises(ValueError, match="maps"):
         mask_from_predictions(torch.zeros(10, 3, 8, 8), torch.zeros(10, 3, 8, 8), maps=3)
-    with pytest.raises(ValueError, match="^ratio must be > 0"):
-        mask_from_map(torch.ones(1, 1, 8, 8), ratio=0.0)
-    with pytest.raises(ValueError, match="^guide must have 4 dimensions"):
+    with pytest.raises(ValueError, match="^mask_thresholding_ratio must be > 0"):
+        mask_from_map(torch.ones(1, 1, 8, 8), mask_thresholding_ratio=0.0)
+    with pytest.raises(ValueError, match="^guidance_map must have 4 dimensions"):
         mask_from_map(torch.ones(8, 8))

@@ -9,8 +9,9 @@ import torch
 from coursekit import zoo
 from coursekit.data import ShapesWorld
 from coursekit.diffusion import diffusion_loss
-from coursekit.editing import Imagic, imagic, psnr
+from coursekit.editing import Imagic, imagic
 from coursekit.editing.imagic import fine_tune, optimize_embedding
+from coursekit.evaluate import psnr
 
 
 @pytest.fixture(scope="module")
@@ -53,21 +54,22 @@ def test_each_stage_lowers_the_loss_it_optimises_on_draws_it_never_saw(pipe, sce
     # measured: 0.0360 (e_tgt) -> 0.0130 (e_opt) -> 0.0112 (e_opt, fine-tuned)
     assert stage1 < 0.5 * start and stage2 < 0.9 * stage1
     assert len(result.losses["embedding"]) == 100 and len(result.losses["fine_tune"]) == 100
-    assert result.tuned.denoiser is not pipe.denoiser
-    assert not any(p.requires_grad for p in result.tuned.denoiser.parameters())
+    assert result.tuned.denoiser is not pipe.denoiser and result.tuned.denoiser.encoder is pipe.denoiser.encoder
+    assert not any(p.requires_grad for p in result.tuned.denoiser.network.parameters())
 
 
 @pytest.mark.slow
 def test_eta_moves_from_the_input_to_the_target_caption(scene, result):
     image, _ = scene
-    out = result.generate([0.0, 1.0], steps=25, seed=0).clamp(-1, 1)
+    out = result.generate([0.0, 1.0], num_inference_steps=25, seed=0).clamp(-1, 1)
     close = psnr(out, image.expand(2, -1, -1, -1))
     # measured: 30.0 dB at eta 0, 17.7 at eta 1 (the new colour)
     assert close[0] > 27 and close[0] > close[1] + 5
     assert torch.equal(result.embedding(0.0), result.optimized) and torch.equal(result.embedding(1.0), result.target)
     assert torch.allclose(result.embedding(0.25), 0.25 * result.target + 0.75 * result.optimized)
     # one noise for every eta: a list generates what each eta alone does
-    assert torch.allclose(result.generate([1.0], steps=5, seed=2), result.generate([0.0, 1.0], steps=5, seed=2)[1:],
+    assert torch.allclose(result.generate([1.0], num_inference_steps=5, seed=2),
+                          result.generate([0.0, 1.0], num_inference_steps=5, seed=2)[1:],
                           atol=1e-5)
 
 
@@ -88,7 +90,7 @@ def test_bad_input_is_refused(pipe, scene, result):
         imagic(pipe, image.expand(2, -1, -1, -1), caption)
     with pytest.raises(ValueError, match="^image must lie in"):
         imagic(pipe, image * 2, caption)
-    with pytest.raises(ValueError, match=r"^caption\[0\] has words the model does not know: \['puce'\]"):
+    with pytest.raises(ValueError, match=r"^prompt\[0\] has words the model does not know: \['puce'\]"):
         imagic(pipe, image, "a puce circle")
     with pytest.raises(ValueError, match="^embed_lr must be > 0"):
         imagic(pipe, image, caption, embed_lr=0.0)
@@ -112,11 +114,13 @@ def test_bad_input_is_refused(pipe, scene, result):
 
 def test_stage_functions_check_the_embedding(pipe, scene):
     image, caption = scene
-    with pytest.raises(ValueError, match=r"^embedding must have shape \(1, 32, 128\)"):
+    with pytest.raises(ValueError, match=r"^embedding must be one embedding \(1, L, width\)"):
         optimize_embedding(pipe, image, pipe.text_features([caption, caption]), steps=1, lr=1e-2)
     with pytest.raises(ValueError, match="^embedding must have shape"):
         fine_tune(pipe, image, pipe.text_features([caption])[0], steps=1, lr=1e-6)
     with pytest.raises(ValueError, match="^shared_noise must be a bool"):
-        pipe.generate_from(pipe.text_features([caption]), steps=1, shared_noise="yes")
-    with pytest.raises(ValueError, match="^cond must be token ids"):
-        pipe.generate_from([caption], steps=1)
+        pipe.generate_from(pipe.text_features([caption]), num_inference_steps=1, shared_noise="yes")
+    with pytest.raises(ValueError, match="^prompt_embeds must be a torch.Tensor"):
+        pipe.generate_from([caption], num_inference_steps=1)
+    with pytest.raises(ValueError, match=r"^prompt_embeds must have shape \(\*, 32, 128\)"):
+        pipe.generate_from(pipe.encode_text([caption]), num_inference_steps=1)  # token ids: text_features first

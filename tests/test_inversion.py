@@ -6,7 +6,8 @@ import torch
 
 from coursekit import zoo
 from coursekit.data import ShapesWorld
-from coursekit.editing import Inversion, invert, null_text_invert, psnr, reconstruct
+from coursekit.editing import Inversion, invert, null_text_invert, reconstruct
+from coursekit.evaluate import psnr
 
 PIPE = zoo.load("shapes-unet")
 WORLD = ShapesWorld(resolution=32, max_objects=2)
@@ -15,10 +16,10 @@ IMAGES = WORLD.render(SCENES)[0]
 
 
 def test_the_trajectory_runs_from_the_images_to_the_noise():
-    inv = invert(PIPE, IMAGES, SCENES.captions(), steps=5)
+    inv = invert(PIPE, IMAGES, SCENES.captions(), num_inference_steps=5)
     assert isinstance(inv, Inversion) and len(inv.latents) == 6 and inv.timesteps == [-1, 0, 200, 400, 600, 800]
     assert torch.equal(inv.latents[0], IMAGES) and inv.noise.shape == IMAGES.shape
-    assert inv.captions == SCENES.captions() and inv.guidance == 1.0 and inv.steps == 5
+    assert inv.prompt == SCENES.captions() and inv.guidance_scale == 1.0 and inv.num_inference_steps == 5
 
 
 @pytest.mark.slow
@@ -26,7 +27,7 @@ def test_the_round_trip_sharpens_with_more_steps():
     """Measured on these 2 images with their captions: PSNR 32.4 and 32.5 dB at 10 steps, 43.8 and 44.0 at 50."""
     errors = {}
     for steps in (10, 50):
-        back = reconstruct(PIPE, invert(PIPE, IMAGES, SCENES.captions(), steps=steps))
+        back = reconstruct(PIPE, invert(PIPE, IMAGES, SCENES.captions(), num_inference_steps=steps))
         errors[steps] = psnr(back, IMAGES).median().item()
     assert errors[50] > 38 and errors[50] > errors[10] + 6, errors
 
@@ -45,12 +46,39 @@ def test_null_text_inversion_restores_the_guided_round_trip():
     """At guidance 7.5 the plain round trip breaks (10 steps, these 2 images, measured: 13.0 and 13.7 dB);
     null-text inversion (10 Adam iterations per step) brings it back to 35.8 and 35.8 dB, above the unguided
     round trip at the same steps (32.4, 32.5): its last step is fitted to the image itself."""
-    plain = psnr(reconstruct(PIPE, invert(PIPE, IMAGES, SCENES.captions(), guidance=7.5, steps=10)), IMAGES)
-    inv = null_text_invert(PIPE, IMAGES, SCENES.captions(), guidance=7.5, steps=10)
-    assert inv.guidance == 7.5 and sorted(inv.nulls) == [0, 100, 200, 300, 400, 500, 600, 700, 800, 900]
-    assert inv.nulls[900].shape == PIPE.text_features(SCENES.captions()).shape
+    plain = psnr(reconstruct(PIPE, invert(PIPE, IMAGES, SCENES.captions(), guidance_scale=7.5, num_inference_steps=10)),
+                 IMAGES)
+    inv = null_text_invert(PIPE, IMAGES, SCENES.captions(), guidance_scale=7.5, num_inference_steps=10)
+    assert inv.guidance_scale == 7.5 and sorted(inv.null_embeds) == [0, 100, 200, 300, 400, 500, 600, 700, 800, 900]
+    assert inv.null_embeds[900].shape == PIPE.text_features(SCENES.captions()).shape
     restored = psnr(reconstruct(PIPE, inv), IMAGES)
     assert (restored > plain + 15).all() and (restored > 32).all(), (plain, restored)
+
+
+def test_null_text_inversion_runs_past_101_steps_and_x0_inversion_refuses_abar_one():
+    """The paper's learning-rate decay, 1 - i / 100, went negative past step 101 (Adam refused it); written per share
+    of the run it stays positive. An x0-predicting network cannot be inverted from abar = 1 (its first eps is 0 / 0):
+    refused, where it used to return NaN."""
+    from coursekit.diffusion import DDIMInverter, sample
+
+    # a small random U-Net of the shapes recipe at 8 x 8, and 0 inner steps: Adam is still made at every step (and
+    # refused a negative rate at step 101, before)
+    from coursekit import zoo
+
+    r = zoo.recipe("shapes-unet")
+    r = r.replace(resolution=8, model={**r.model, "channels": (32, 32), "attention": (False, True), "heads": (2, 2)})
+    small = zoo.pipeline_of(r, zoo.build_model(r))
+    image = torch.zeros(1, 3, 8, 8)
+    inv = null_text_invert(small, image, ["a red circle"], num_inference_steps=102, num_inner_steps=0)
+    assert len(inv.null_embeds) == 102
+    with pytest.raises(ValueError, match="^set_alpha_to_one must be False"):
+        DDIMInverter(10, prediction_type="sample")
+    DDIMInverter(10, prediction_type="sample", set_alpha_to_one=False)
+
+    def broken(x, t, cond):
+        return torch.full_like(x, float("nan"))
+    with pytest.raises(ValueError, match="^denoiser must return finite values"):
+        sample(broken, PIPE.schedule, torch.zeros(1, 2), progress=False)
 
 
 def test_psnr_of_known_errors():
@@ -62,20 +90,21 @@ def test_psnr_of_known_errors():
 
 
 @pytest.mark.parametrize("call, name", [
-    (lambda: invert(PIPE, IMAGES, steps=0), "steps"),
-    (lambda: invert(PIPE, IMAGES * 1.5, steps=2), "images"),
-    (lambda: invert(PIPE, IMAGES[:, :, :16, :16], steps=2), "images"),
-    (lambda: invert(PIPE, IMAGES, ["one caption"], steps=2), "captions"),
-    (lambda: invert(PIPE, IMAGES, "a red circle", steps=2), "captions"),
-    (lambda: invert(PIPE, IMAGES, ["a red circle", "a zebra"], steps=2), r"captions\[1\] has"),
-    (lambda: invert(PIPE, IMAGES, guidance=float("nan"), steps=2), "guidance"),
-    (lambda: invert(PIPE.denoiser, IMAGES, steps=2), "pipe"),
+    (lambda: invert(PIPE, IMAGES, num_inference_steps=0), "num_inference_steps"),
+    (lambda: invert(PIPE, IMAGES * 1.5, num_inference_steps=2), "image"),
+    (lambda: invert(PIPE, IMAGES[:, :, :16, :16], num_inference_steps=2), "image"),
+    (lambda: invert(PIPE, IMAGES, ["one caption"], num_inference_steps=2), "prompt"),
+    (lambda: invert(PIPE, IMAGES, "a red circle", num_inference_steps=2), "prompt"),
+    (lambda: invert(PIPE, IMAGES, ["a red circle", "a zebra"], num_inference_steps=2), r"prompt\[1\] has"),
+    (lambda: invert(PIPE, IMAGES, guidance_scale=float("nan"), num_inference_steps=2), "guidance_scale"),
+    (lambda: invert(PIPE.denoiser, IMAGES, num_inference_steps=2), "pipe"),
     (lambda: reconstruct(PIPE, IMAGES), "inversion"),
     (lambda: psnr(IMAGES, IMAGES[:1]), "b"),
-    (lambda: null_text_invert(PIPE, IMAGES, steps=2, lr=0.0), "lr"),
-    (lambda: null_text_invert(PIPE, IMAGES, steps=2, iterations=-1), "iterations"),
-    (lambda: null_text_invert(PIPE, IMAGES, steps=0), "steps"),
-    (lambda: null_text_invert(PIPE, IMAGES, ["one caption"], steps=2), "captions"),
+    (lambda: null_text_invert(PIPE, IMAGES, num_inference_steps=2, lr=0.0), "lr"),
+    (lambda: null_text_invert(PIPE, IMAGES, num_inference_steps=2, num_inner_steps=-1), "num_inner_steps"),
+    (lambda: null_text_invert(PIPE, IMAGES, num_inference_steps=0), "num_inference_steps"),
+    (lambda: null_text_invert(PIPE, IMAGES, ["one caption"], num_inference_steps=2), "prompt"),
+    (lambda: null_text_invert(PIPE, IMAGES, num_inference_steps=2, early_stop_epsilon=-1.0), "early_stop_epsilon"),
     (lambda: PIPE.denoiser(IMAGES, torch.tensor([1, 2]), torch.zeros(2, 32, 7)), "cond"),
 ])
 def test_bad_input_raises_value_error_naming_the_argument(call, name):

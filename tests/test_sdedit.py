@@ -64,7 +64,7 @@ def test_the_run_is_diffusers_add_noise_then_its_scheduler_loop():
     with torch.no_grad():
         for t in scheduler.timesteps[start:]:
             x = scheduler.step(PIPE.denoiser(x, t.expand(2), ids), t, x).prev_sample
-    ours = sdedit(PIPE, GUIDE, SCENES.captions(), strength, seed=seed,
+    ours = sdedit(PIPE, GUIDE, SCENES.captions(), strength=strength, seed=seed, guidance_scale=1.0,
                   sampler=DDIMSampler(steps, prediction_type="v_prediction"))
     assert (ours - x).abs().max() < 1e-4
 
@@ -72,34 +72,42 @@ def test_the_run_is_diffusers_add_noise_then_its_scheduler_loop():
 def test_a_mask_keeps_the_guide_outside_it_exactly():
     half = torch.zeros(1, 1, 32, 32)
     half[..., 16:] = 1
-    kept = sdedit(PIPE, GUIDE, SCENES.captions(), 0.6, steps=10, mask=half)
-    free = sdedit(PIPE, GUIDE, SCENES.captions(), 0.6, steps=10)
+    options = dict(strength=0.6, num_inference_steps=10)
+    kept = sdedit(PIPE, GUIDE, SCENES.captions(), mask_image=half, **options)
+    free = sdedit(PIPE, GUIDE, SCENES.captions(), **options)
     assert torch.equal(kept[..., :16], GUIDE[..., :16])
     assert (kept[..., 16:] - GUIDE[..., 16:]).abs().max() > 0.05
-    assert torch.equal(sdedit(PIPE, GUIDE, None, 0.6, steps=10, mask=torch.zeros(1, 1, 32, 32)), GUIDE)
-    assert torch.equal(sdedit(PIPE, GUIDE, SCENES.captions(), 0.6, steps=10, mask=torch.ones(2, 1, 32, 32)), free)
+    assert torch.equal(sdedit(PIPE, GUIDE, None, mask_image=torch.zeros(1, 1, 32, 32), **options), GUIDE)
+    assert torch.equal(sdedit(PIPE, GUIDE, SCENES.captions(), mask_image=torch.ones(2, 1, 32, 32), **options), free)
 
 
 def test_the_same_seed_gives_the_same_images_and_ddpm_runs():
-    a = sdedit(PIPE, GUIDE, strength=0.3, steps=10, sampler="ddpm", seed=1)
-    assert torch.equal(a, sdedit(PIPE, GUIDE, strength=0.3, steps=10, sampler="ddpm", seed=1))
-    assert not torch.equal(a, sdedit(PIPE, GUIDE, strength=0.3, steps=10, sampler="ddpm", seed=2))
+    options = dict(strength=0.3, num_inference_steps=10, sampler="ddpm", guidance_scale=1.0)
+    a = sdedit(PIPE, GUIDE, seed=1, **options)
+    assert torch.equal(a, sdedit(PIPE, GUIDE, seed=1, **options))
+    assert not torch.equal(a, sdedit(PIPE, GUIDE, seed=2, **options))
 
 
 @pytest.mark.parametrize("call, name", [
     (lambda: sdedit(PIPE, GUIDE, strength=0.0), "strength"),
     (lambda: sdedit(PIPE, GUIDE, strength=1.5), "strength"),
-    (lambda: sdedit(PIPE, GUIDE, strength=0.05, steps=10), "strength"),
-    (lambda: sdedit(PIPE, GUIDE * 1.2), "guide"),
-    (lambda: sdedit(PIPE, GUIDE[..., :16, :16]), "guide"),
-    (lambda: sdedit(PIPE, GUIDE, mask=torch.ones(2, 1, 16, 16)), "mask"),
-    (lambda: sdedit(PIPE, GUIDE, mask=torch.ones(3, 1, 32, 32)), "mask"),
-    (lambda: sdedit(PIPE, GUIDE, mask=torch.full((1, 1, 32, 32), 2.0)), "mask"),
+    (lambda: sdedit(PIPE, GUIDE, strength=0.05, num_inference_steps=10), "strength"),
+    (lambda: sdedit(PIPE, GUIDE * 1.2), "image"),
+    (lambda: sdedit(PIPE, GUIDE[..., :16, :16]), "image"),
+    (lambda: sdedit(PIPE, GUIDE, mask_image=torch.ones(2, 1, 16, 16)), "mask_image"),
+    (lambda: sdedit(PIPE, GUIDE, mask_image=torch.ones(3, 1, 32, 32)), "mask_image"),
+    (lambda: sdedit(PIPE, GUIDE, mask_image=torch.full((1, 1, 32, 32), 2.0)), "mask_image"),
     (lambda: sdedit(PIPE, GUIDE, sampler="euler"), "sampler"),
-    (lambda: sdedit(PIPE, GUIDE, steps=10, sampler=DDPMSampler(10)), "give steps"),
-    (lambda: sdedit(PIPE, GUIDE, ["a red circle"]), "captions"),
-    (lambda: sdedit(PIPE, GUIDE, steps=0), "steps"),
+    (lambda: sdedit(PIPE, GUIDE, num_inference_steps=10, sampler=DDPMSampler(10)), "give num_inference_steps"),
+    (lambda: sdedit(PIPE, GUIDE, ["a red circle"]), "prompt"),
+    (lambda: sdedit(PIPE, GUIDE, num_inference_steps=0), "num_inference_steps"),
+    (lambda: sdedit(PIPE, GUIDE, guidance_scale="3"), "guidance_scale"),
 ])
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         call()
+
+
+def test_everything_after_the_prompt_is_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        sdedit(PIPE, GUIDE, None, 0.5)

@@ -6,7 +6,8 @@ import torch
 from coursekit import zoo
 from coursekit.data.shapes import COLOURS, ShapesWorld
 from coursekit.data.strokes import Stroke, paint_over
-from coursekit.editing import psnr, sdedit
+from coursekit.editing import sdedit
+from coursekit.evaluate import psnr
 from coursekit.editing.sparse import (SparseUNet, Tiles, _SparsePass, active_tiles, difference_mask, pyramid,
                                      sparse_sdedit, tile_size)
 from coursekit.models.counting import count_macs
@@ -147,7 +148,7 @@ def test_bad_input_is_refused():
         engine.sparse(x, t, cond, cache, engine.tiles(torch.ones(32, 32, dtype=torch.bool)), "batch")
     dit = zoo.load("shapes-dit")
     with pytest.raises(ValueError, match="pipe.denoiser"):
-        sparse_sdedit(dit, torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))
+        sparse_sdedit(dit, torch.zeros(1, 3, 32, 32), original_image=torch.zeros(1, 3, 32, 32))
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +167,9 @@ def test_sparse_sdedit_stays_close_to_the_dense_edit_on_shapes_unet(edits):
     for norms in ("fresh", "frozen"):
         scores = []
         for original, edited in edits:
-            dense = sdedit(pipe, edited, strength=0.5, steps=20)
-            sparse = sparse_sdedit(pipe, original, edited, strength=0.5, steps=20, norms=norms)
+            options = dict(strength=0.5, num_inference_steps=20, guidance_scale=1.0)
+            dense = sdedit(pipe, edited, **options)
+            sparse = sparse_sdedit(pipe, edited, original_image=original, norms=norms, **options)
             scores.append(psnr(sparse, dense).item())
         # measured (seed 5, 20 steps): fresh 36-44 dB, frozen 29-45 dB (the red stroke shifts the statistics)
         assert (min(scores) if norms == "fresh" else sorted(scores)[1]) >= 30, (norms, scores)

@@ -87,7 +87,7 @@ def test_inversion_explorer_inverts_when_asked():
     pipe, world = zoo.load("shapes-unet"), ShapesWorld(resolution=32)
     scenes = world.sample(2, seed=42)
     images = world.render(scenes)[0]
-    coarse, fine = (round_trip(pipe, images, scenes.captions(), steps) for steps in (2, 10))
+    coarse, fine = (round_trip(pipe, images, scenes.captions(), num_inference_steps=steps) for steps in (2, 10))
     assert coarse["noise"].shape == images.shape and (fine["psnr"] > coarse["psnr"] + 5).all()
     w = inversion_explorer(pipe, images, scenes.captions())
     assert w.result is None
@@ -146,8 +146,8 @@ def test_imagic_explorer_generates_at_the_slider_eta():
     image = world.render(scenes)[0]
     result = imagic(zoo.load("shapes-unet"), image, scenes.captions()[0], embed_steps=1, tune_steps=1)
     w = imagic_explorer(result, image, steps=3)
-    assert torch.equal(w.result, result.generate([0.6], steps=3).clamp(-1, 1))
+    assert torch.equal(w.result, result.generate([0.6], num_inference_steps=3).clamp(-1, 1))
     w.children[0].value = 0.0
-    assert torch.equal(w.result, result.generate([0.0], steps=3).clamp(-1, 1))
+    assert torch.equal(w.result, result.generate([0.0], num_inference_steps=3).clamp(-1, 1))
     with pytest.raises(ValueError, match="^steps"):
         imagic_explorer(result, image, steps=0)

@@ -169,8 +169,9 @@ def test_pipeline_generation_is_seeded_and_guidance_report_scores_it():
 
     pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
     scenes = ShapesWorld(resolution=32).sample(2, seed=0)
-    a = pipe.generate(scenes.captions(), guidance=2.0, steps=3, seed=5)
-    assert a.shape == (2, 3, 32, 32) and torch.equal(a, pipe.generate(scenes.captions(), guidance=2.0, steps=3, seed=5))
+    a = pipe.generate(scenes.captions(), guidance_scale=2.0, num_inference_steps=3, seed=5)
+    assert a.shape == (2, 3, 32, 32)
+    assert torch.equal(a, pipe.generate(scenes.captions(), guidance_scale=2.0, num_inference_steps=3, seed=5))
     report = guidance_report(pipe, judge, scenes, 2.0, steps=3, seed=5)
     assert torch.equal(report["images"], a) and report["correct"]["joint"].shape == (2,)
 
@@ -181,9 +182,11 @@ def test_loading_leaves_the_global_rng_as_it_was_and_generate_takes_steps_or_a_s
     torch.manual_seed(7)
     pipe = zoo.load("shapes-unet")
     assert torch.equal(torch.randn(3), expected)
-    a = pipe.generate(["a red circle"], steps=2, seed=1)
+    a = pipe.generate(["a red circle"], num_inference_steps=2, seed=1)
     assert torch.equal(a, pipe.generate(["a red circle"], sampler=pipe.sampler(2), seed=1))
-    with pytest.raises(ValueError, match="^give steps or sampler, not both"):
-        pipe.generate(["a red circle"], steps=2, sampler=pipe.sampler(2))
-    with pytest.raises(ValueError, match="^guidance"):
-        pipe.generate(["a red circle"], guidance="3")
+    with pytest.raises(ValueError, match="^give num_inference_steps or sampler, not both"):
+        pipe.generate(["a red circle"], num_inference_steps=2, sampler=pipe.sampler(2))
+    with pytest.raises(ValueError, match="^guidance_scale"):
+        pipe.generate(["a red circle"], guidance_scale="3")
+    with pytest.raises(ValueError, match=r"^prompt\[0\] has words the model does not know"):
+        pipe.generate(["a puce circle"])

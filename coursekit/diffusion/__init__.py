@@ -13,7 +13,7 @@ from .forward import (
     x0_from_eps,
 )
 from .guidance import ILVR, ClassifierFreeGuidance, PixelGuidance, UniversalGuidance, low_pass
-from .interop import from_diffusers, schedule_from_diffusers
+from .interop import from_diffusers, sampler_settings_from_diffusers, schedule_from_diffusers
 from .loss import diffusion_loss
 from .sampling import Denoiser, invert, predict_x0, sample
 from .schedules import (
@@ -35,6 +35,6 @@ __all__ = [
     "ddpm_step", "DDPMSampler", "Denoiser", "diffusion_loss", "eps_from_x0", "from_diffusers", "ILVR", "invert",
     "linear", "logsnr_cosine", "logsnr_shifted_cosine", "low_pass", "make_schedule", "NoiseSchedule",
     "output_from_x0_eps", "PixelGuidance", "predict_x0", "prediction_type_of", "PREDICTION_TYPES", "q_sample",
-    "sample", "scaled_linear", "schedule_from_diffusers", "SCHEDULES", "shifted_cosine", "sigmoid", "SPACINGS",
+    "sample", "sampler_settings_from_diffusers", "scaled_linear", "schedule_from_diffusers", "SCHEDULES", "shifted_cosine", "sigmoid", "SPACINGS",
     "timesteps", "UniversalGuidance", "v_from_x0_eps", "x0_eps_from_output", "x0_from_eps"
 ]

@@ -94,6 +94,8 @@ def ddim_inverse_step(
     t, source_t = check_step_args(
         model_output, t, x_s, schedule, source_t, prediction_type, clip_sample, other_name="source_t"
     )
+    if source_t < 0:
+        check_inverse_start(prediction_type, set_alpha_to_one)
     return _ddim_inverse_step(model_output, t, x_s, schedule, source_t, prediction_type, clip_sample, set_alpha_to_one)
 
 
@@ -104,6 +106,14 @@ def _ddim_inverse_step(model_output, t, x_s, schedule, source_t, prediction_type
     if clip_sample is not None:
         x0 = x0.clamp(-clip_sample, clip_sample)
     return abar_t**0.5 * x0 + (1 - abar_t) ** 0.5 * eps, x0
+
+
+def check_inverse_start(prediction_type: str, set_alpha_to_one: bool) -> None:
+    """Refuse what makes the first inverse step 0 / 0: from clean data at abar = 1 (``set_alpha_to_one``), an
+    x0-predicting network's eps_hat = (x - x0_hat) / sqrt(1 - abar) is undefined (diffusers returns NaN)."""
+    if prediction_type == "sample" and set_alpha_to_one:
+        raise ValueError("set_alpha_to_one must be False to invert an x0-predicting ('sample') network: at abar = 1 "
+                         "the first inverse step's eps_hat is 0 / 0")
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,10 @@ class DDIMSampler(_DDIMSettings):
 class DDIMInverter(_DDIMSettings):
     """DDIM inversion: the eta = 0 chain run from data up to noise, visiting the timesteps of a
     ``DDIMSampler`` with the same settings in ascending order (diffusers' ``DDIMInverseScheduler``)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_inverse_start(self.prediction_type, self.set_alpha_to_one)
 
     def plan(self, T: int) -> list[tuple[int, int]]:
         """(t, source_t) for every step, ascending: the denoiser is called at the current x with t."""

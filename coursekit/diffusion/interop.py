@@ -1,9 +1,9 @@
 """Read a diffusers scheduler's configuration as a coursekit schedule and sampler.
 
 So that a student can take a diffusers pipeline (e.g. Stable Diffusion's DDIM configuration) and
-run coursekit's samplers and editing methods with exactly the same numbers. Every config key is
-implemented or refused (dynamic thresholding, zero-terminal-SNR rescaling, learned variances), never
-ignored.
+run coursekit's samplers and editing methods with exactly the same numbers. Every config key the
+scheduler's class takes is implemented or refused (dynamic thresholding, zero-terminal-SNR rescaling, learned
+variances), never ignored; keys it does not take (another scheduler's) are ignored, as diffusers ignores them.
 """
 
 from __future__ import annotations
@@ -47,37 +47,60 @@ def schedule_from_diffusers(config) -> NoiseSchedule:
     return _BETAS[name](T, config["beta_start"], config["beta_end"])
 
 
-def from_diffusers(scheduler, num_inference_steps: int | None = None, eta: float = 0.0):
-    """(schedule, sampler) equivalent to a diffusers ``DDIMScheduler``, ``DDPMScheduler`` or
-    ``DDIMInverseScheduler``. ``num_inference_steps`` defaults to the one set on the scheduler;
-    ``eta`` is what a diffusers pipeline passes to ``DDIMScheduler.step`` (DDIM only)."""
-    kind = type(scheduler).__name__
+def sampler_settings_from_diffusers(config, scheduler_class=None) -> dict:
+    """The settings (spacing, offset, prediction type, clipping, and ``set_alpha_to_one`` or ``variance_type``) of
+    coursekit's sampler equivalent to a diffusers ``scheduler_class`` (default ``DDIMScheduler``) made from ``config``.
+
+    ``config`` may be another scheduler's, as a model's folder ships it (Stable Diffusion 1.5's is a
+    ``PNDMScheduler``'s): as in diffusers' ``from_config``, keys the class does not take (``skip_prk_steps``) are
+    ignored and those it takes but the config lacks hold the class's defaults (no ``timestep_spacing``: leading; no
+    ``prediction_type``: epsilon). Every key the class takes is implemented or refused (``check_config_keys``).
+    """
+    import inspect
+
+    if scheduler_class is None:
+        from diffusers import DDIMScheduler as scheduler_class
+    kind = scheduler_class.__name__
     if kind not in _SAMPLERS:
-        raise ValueError(f"scheduler must be one of {list(_SAMPLERS)}, got {kind}")
-    config = scheduler.config
+        raise ValueError(f"scheduler_class must be one of {list(_SAMPLERS)}, got {kind}")
+    taken = set(inspect.signature(scheduler_class.__init__).parameters) - {"self"}
+    defaults = init_defaults(scheduler_class)
+    config = {**defaults, **{k: v for k, v in dict(config).items() if k in taken}}
     check_config_keys(config, "coursekit's samplers", mapped=_MAPPED, required=_REQUIRED, inert=_INERT,
-                      defaults=init_defaults(type(scheduler)))
-    steps = num_inference_steps if num_inference_steps is not None else scheduler.num_inference_steps
-    if steps is None:
-        raise ValueError("num_inference_steps must be given, or set on the scheduler with set_timesteps")
-    check_int("num_inference_steps", steps, 1)
-    spacing = config.get("timestep_spacing", "leading")
-    kwargs = dict(
-        num_steps=steps,
+                      defaults=defaults)
+    spacing = config["timestep_spacing"]
+    settings = dict(
         spacing=spacing,
         # diffusers applies steps_offset to leading spacing only
-        offset=config.get("steps_offset", 0) if spacing == "leading" else 0,
+        offset=config["steps_offset"] if spacing == "leading" else 0,
         prediction_type=config["prediction_type"],
         clip_sample=config["clip_sample_range"] if config["clip_sample"] else None,
     )
     if kind == "DDPMScheduler":
         if config["variance_type"] not in ("fixed_small", "fixed_large"):
             raise ValueError(f"config.variance_type must be fixed_small or fixed_large, got {config['variance_type']!r}")
-        kwargs["variance_type"] = config["variance_type"]
+        settings["variance_type"] = config["variance_type"]
     else:
-        kwargs["set_alpha_to_one"] = config["set_alpha_to_one"]
+        settings["set_alpha_to_one"] = config["set_alpha_to_one"]
+    return settings
+
+
+def from_diffusers(scheduler, num_inference_steps: int | None = None, eta: float = 0.0):
+    """(schedule, sampler) equivalent to a diffusers ``DDIMScheduler``, ``DDPMScheduler`` or
+    ``DDIMInverseScheduler``. ``num_inference_steps`` defaults to the one set on the scheduler;
+    ``eta`` is what a diffusers pipeline passes to ``DDIMScheduler.step`` (DDIM only). Config keys the
+    scheduler's class does not take (another scheduler's, kept by diffusers' ``from_config``) are ignored, as
+    diffusers ignores them (``sampler_settings_from_diffusers``)."""
+    kind = type(scheduler).__name__
+    if kind not in _SAMPLERS:
+        raise ValueError(f"scheduler must be one of {list(_SAMPLERS)}, got {kind}")
+    settings = sampler_settings_from_diffusers(scheduler.config, type(scheduler))
+    steps = num_inference_steps if num_inference_steps is not None else scheduler.num_inference_steps
+    if steps is None:
+        raise ValueError("num_inference_steps must be given, or set on the scheduler with set_timesteps")
+    check_int("num_inference_steps", steps, 1)
     if kind == "DDIMScheduler":
-        kwargs["eta"] = eta
+        settings["eta"] = eta
     elif eta != 0:
         raise ValueError(f"eta applies to DDIMScheduler only, got eta={eta} for {kind}")
-    return schedule_from_diffusers(config), _SAMPLERS[kind](**kwargs)
+    return schedule_from_diffusers(scheduler.config), _SAMPLERS[kind](num_steps=steps, **settings)

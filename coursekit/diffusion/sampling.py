@@ -92,6 +92,12 @@ def _run(denoiser, schedule, x, sampler, cond, generator, callback, progress, de
         x, x0 = sampler.step(out, t, other_t, x, schedule, generator)
         if callback is not None:
             callback(i, t, x, x0)
+    # once per call, after the last step (on an accelerator: one wait, where the caller reads the result anyway; the
+    # meta device has no values): a denoiser that returned NaN or inf, or an fp16 network that overflowed, must not
+    # pass for a result
+    if x.device.type != "meta" and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"denoiser must return finite values: the {desc} result holds NaN or inf (check the model's "
+                         "outputs, its dtype and the sampler's settings)")
     return x
 
 

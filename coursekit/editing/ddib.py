@@ -16,36 +16,40 @@ from typing import Any
 
 import torch
 
-from .._checks import check_int
+from .._checks import check_float, check_int
 from ..diffusion import DDIMInverter, DDIMSampler, Denoiser, NoiseSchedule, invert, prediction_type_of, sample
-from ..pipeline import Pipeline
-from .inversion import check_captions, check_images, check_pipeline, samplers
+from ..pipeline import Pipeline, check_pipeline
 from .inversion import invert as invert_images
 
 
 @torch.no_grad()
-def translate(x: torch.Tensor, schedule: NoiseSchedule, source: Denoiser, target: Denoiser, steps: int = 50, *,
-              source_cond: Any = None, target_cond: Any = None) -> torch.Tensor:
-    """DDIB's translation of ``x`` (a batch from the source domain): DDIM inversion with ``source`` over
-    ``steps`` steps, then DDIM sampling from that latent with ``target`` (each reading its own
-    ``prediction_type``)."""
-    check_int("steps", steps, 1)
-    inverter = DDIMInverter(steps, prediction_type=prediction_type_of(source))
-    latent = invert(source, schedule, x, inverter, cond=source_cond, progress=False)
-    return sample(target, schedule, latent, DDIMSampler(steps, prediction_type=prediction_type_of(target)),
-                  cond=target_cond, progress=False)
+def translate(x: torch.Tensor, schedule: NoiseSchedule, source: Denoiser, target: Denoiser, *,
+              num_inference_steps: int = 50, source_cond: Any = None, target_cond: Any = None) -> torch.Tensor:
+    """DDIB's translation of ``x`` (a batch of samples from the source domain: points or images): DDIM inversion
+    with ``source`` over ``num_inference_steps`` steps, then DDIM sampling from that latent with ``target`` (each
+    reading its own ``prediction_type``)."""
+    check_int("num_inference_steps", num_inference_steps, 1)
+    inverter = DDIMInverter(num_inference_steps, prediction_type=prediction_type_of(source))
+    latent = invert(source, schedule, x, inverter, cond=source_cond, progress=False)  # sec. 3: x -> x_T, source ODE
+    return sample(target, schedule, latent, DDIMSampler(num_inference_steps, prediction_type=prediction_type_of(target)),
+                  cond=target_cond, progress=False)  # x_T -> y, the target's ODE
 
 
 @torch.no_grad()
-def translate_captions(pipe: Pipeline, images: torch.Tensor, source_captions: Sequence[str],
-                       target_captions: Sequence[str], steps: int = 50, guidance: float = 1.0) -> torch.Tensor:
-    """DDIB with one text-conditioned model: invert ``images`` under their ``source_captions``, then decode
-    the latent under ``target_captions`` (one per image), both with classifier-free ``guidance``."""
-    check_images(check_pipeline(pipe), images)
-    source_captions = check_captions(source_captions, images.shape[0], "source_captions", pipe.tokenizer)
-    target_captions = check_captions(target_captions, images.shape[0], "target_captions", pipe.tokenizer)
-    inversion = invert_images(pipe, images, source_captions, guidance, steps)
-    _, sampler = samplers(pipe, steps)
-    x0 = sample(pipe.guided(guidance), pipe.schedule, inversion.noise, sampler, cond=pipe.encode_text(target_captions),
-                progress=False)
+def translate_captions(pipe: Pipeline, image: torch.Tensor, *, source_prompt: Sequence[str],
+                       target_prompt: Sequence[str], num_inference_steps: int = 50, guidance_scale: float = 1.0,
+                       progress: bool = False) -> torch.Tensor:
+    """DDIB with one text-conditioned model: invert ``image`` under its ``source_prompt``, then decode the latent
+    under ``target_prompt`` (one per image), both with classifier-free ``guidance_scale`` (1, the default: the exact
+    ODE both ways, as DDIB's cycle consistency needs). Returns images."""
+    pipe = check_pipeline(pipe)
+    pipe.check_images(image)
+    source_prompt = pipe.check_prompt(source_prompt, image.shape[0], "source_prompt")
+    target_prompt = pipe.check_prompt(target_prompt, image.shape[0], "target_prompt")
+    guidance_scale = check_float("guidance_scale", guidance_scale)
+    inversion = invert_images(pipe, image, source_prompt, num_inference_steps=num_inference_steps,
+                              guidance_scale=guidance_scale, progress=progress)  # the source's ODE, up
+    _, sampler = pipe.inversion_samplers(num_inference_steps)
+    x0 = sample(pipe.guided(guidance_scale, image.shape[0]), pipe.schedule, inversion.noise, sampler,
+                cond=pipe.text_features(target_prompt), progress=progress)  # the target's ODE, down
     return pipe.decode(x0)

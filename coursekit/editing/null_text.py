@@ -10,10 +10,10 @@ text features (the "null text" embedding, initialised with the previous step's) 
 
 lands on the pivot:  min_{null_t} || z*_{t-1} - z_{t-1}(z_t, null_t, C) ||^2,  N Adam iterations;
 then take the step with the optimised null_t. The network is frozen; only the (B, L, width) features
-move. The paper's defaults: w = 7.5, N = 10, Adam at lr 1e-2 (1 - i / 100) at step i of 50, stopping early
-once the loss is below 1e-5 + 2e-5 i (their code). Here lr defaults to 0.1: the paper's 1e-2 suits Stable
-Diffusion's CLIP features; on the shapes U-Net's (4 images, 10 steps, w = 7.5, measured) it left the round trip
-at 9.7-24.5 dB, where 0.1 reached 32.9-37.2 (0.3: 29.3-34.3).
+move. The paper's code (``null_text_w_ptp.ipynb``): w = 7.5, N = 10, 50 steps, Adam at lr 1e-2 (1 - i / 100) at
+step i, and after each update it stops early once the loss (before that update) was below 1e-5 + 2e-5 i. Here the
+decay and the threshold are written per share of the run, i / (2 S) and 1e-3 i / S, which are the paper's at S = 50
+and stay positive for any S; the learning rate defaults to the pipeline's (``Defaults.null_text_lr``).
 """
 
 from __future__ import annotations
@@ -24,49 +24,56 @@ import torch
 from tqdm.auto import tqdm
 
 from .._checks import check_float, check_int
-from .inversion import Inversion, check_captions, invert, samplers
+from ..diffusion import ClassifierFreeGuidance
+from ..pipeline import Pipeline, check_pipeline
+from .inversion import Inversion, invert
 
 
-def null_text_invert(pipe, images: torch.Tensor, captions: Sequence[str] | None = None, guidance: float = 7.5,
-                     steps: int = 50, iterations: int = 10, lr: float = 0.1, progress: bool = False) -> Inversion:
-    """Invert ``images`` at guidance 1 under ``captions``, then optimise per-step unconditional features so
-    that ``reconstruct`` at ``guidance`` retraces the inversion (``iterations`` Adam steps per timestep,
-    learning rate ``lr`` decayed as in the paper). Returns the pivot ``Inversion`` with ``guidance`` and
-    ``nulls`` set."""
-    captions = check_captions(captions, images.shape[0] if isinstance(images, torch.Tensor) else 0,
-                              tokenizer=getattr(pipe, "tokenizer", None))
-    guidance = check_float("guidance", guidance)
-    check_int("iterations", iterations, 0)
+def null_text_invert(pipe: Pipeline, image: torch.Tensor, prompt: Sequence[str] | None = None, *,
+                     num_inference_steps: int = 50, guidance_scale: float | None = None, num_inner_steps: int = 10,
+                     lr: float | None = None, early_stop_epsilon: float = 1e-5, progress: bool = False) -> Inversion:
+    """Invert ``image`` at guidance 1 under ``prompt``, then optimise per-step unconditional features so that
+    ``reconstruct`` at ``guidance_scale`` (None: the pipeline's default) retraces the inversion (``num_inner_steps``
+    Adam steps per timestep at learning rate ``lr``, None: the pipeline's, decayed as in the paper; early stop at
+    ``early_stop_epsilon``). Returns the pivot ``Inversion`` with ``guidance_scale`` and ``null_embeds`` set."""
+    pipe = check_pipeline(pipe)
+    guidance_scale = check_float("guidance_scale", pipe.defaults.guidance_scale if guidance_scale is None
+                                 else guidance_scale)
+    check_int("num_inner_steps", num_inner_steps, 0)
+    lr = pipe.defaults.null_text_lr if lr is None else lr
     if check_float("lr", lr, 0.0) == 0:
         raise ValueError("lr must be > 0")
-    pivot = invert(pipe, images, captions, guidance=1.0, steps=steps)
-    _, sampler = samplers(pipe, steps)
+    check_float("early_stop_epsilon", early_stop_epsilon, 0.0)
+    pivot = invert(pipe, image, prompt, num_inference_steps=num_inference_steps, guidance_scale=1.0)  # z*_T ... z*_0
+    _, sampler = pipe.inversion_samplers(num_inference_steps)
     denoiser, schedule = pipe.denoiser, pipe.schedule
     with torch.no_grad():
-        cond = pipe.text_features(captions)
-        null = pipe.text_features([""] * len(captions))
-    x, nulls = pivot.noise, {}
+        cond = pipe.text_features(pivot.prompt)
+        null = pipe.text_features([""] * len(pivot.prompt))  # null_T: the empty caption's features
+    x, null_embeds = pivot.noise, {}  # z_T = z*_T
     plan = sampler.plan(schedule.T)
+    S = len(plan)
     for i, (t, prev_t) in enumerate(tqdm(plan, desc="null-text", disable=not progress)):
-        target = pivot.latents[len(plan) - 1 - i]
+        target = pivot.latents[S - 1 - i]  # z*_{t-1}
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
         with torch.no_grad():
-            out_cond = denoiser(x, t_batch, cond)
-        null = null.detach().clone().requires_grad_(True)  # a new tensor: Adam updates it in place
-        optimizer = torch.optim.Adam([null], lr=lr * (1 - i / 100))
-        for _ in range(iterations):
+            out_cond = denoiser(x, t_batch, cond)  # eps(z_t, C): the null text does not change it
+        null = null.detach().clone().requires_grad_(True)  # null_t starts from null_{t+1}; Adam updates it in place
+        optimizer = torch.optim.Adam([null], lr=lr * (1 - i / (2 * S)))
+        for _ in range(num_inner_steps):
             out_null = denoiser(x, t_batch, null)
-            guided = out_null + guidance * (out_cond - out_null)
+            guided = out_null + guidance_scale * (out_cond - out_null)
             x_prev, _ = sampler.step(guided, t, prev_t, x, schedule)
-            loss = (x_prev - target).pow(2).flatten(1).mean(1)  # per image: each has its own null features
-            if loss.max().item() < 1e-5 + 2e-5 * i:
-                break
-            (null.grad,) = torch.autograd.grad(loss.sum(), null)
+            loss = (x_prev - target).pow(2).flatten(1).mean(1)  # || z*_{t-1} - z_{t-1}(z_t, null_t, C) ||^2, per image
+            (null.grad,) = torch.autograd.grad(loss.sum(), null)  # each image has its own null features
             optimizer.step()
+            if loss.max().item() < early_stop_epsilon + 1e-3 * i / S:
+                break
         with torch.no_grad():
             null = null.detach()
-            nulls[t] = null
-            out_null = denoiser(x, t_batch, null)
-            x, _ = sampler.step(out_null + guidance * (out_cond - out_null), t, prev_t, x, schedule)
-    pivot.guidance, pivot.nulls = guidance, nulls
+            null_embeds[t] = null
+            # z_{t-1} = z_{t-1}(z_t, null_t, C): the guided step reconstruct takes, in one batched call as it does
+            x, _ = sampler.step(ClassifierFreeGuidance(denoiser, guidance_scale, uncond=null)(x, t_batch, cond),
+                                t, prev_t, x, schedule)
+    pivot.guidance_scale, pivot.null_embeds = guidance_scale, null_embeds
     return pivot

@@ -10,11 +10,12 @@ faithful to the guide; large t0: realistic but free (the paper recommends t0 in 
 ``steps`` steps, the last k = int(steps * strength) run, from the guide noised to the first of them with
 one noise draw (``q_sample``, diffusers' ``add_noise``).
 
-Compositing (``mask``): where the mask is 0 the result is kept on the guide's own noisy trajectory,
+Compositing (``mask_image``): where the mask is 0 the result is kept on the guide's own noisy trajectory,
 q(x_t | guide) with that same noise draw, after every step, so only the masked region (1) is generated and
 the seams are blended by the model. The official code (``ermongroup/SDEdit``, mask 1 = keep) resets the kept
 pixels to the level the step started from, one level behind; here they are reset to the level the step
-reached, so the last step returns the guide exactly outside the mask.
+reached, so the last step returns the guide exactly outside the mask (behind a VAE: the guide's latents, which
+decode to the guide only as closely as the VAE reconstructs it).
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import check_choice, check_float, check_int, check_mask
-from ..diffusion import DDPMSampler, q_sample, sample
+from .._checks import check_choice, check_float, check_int
+from ..diffusion import q_sample, sample
 from ..diffusion.forward import randn
-from ..pipeline import Pipeline
-from .inversion import check_captions, check_images, check_pipeline
+from ..pipeline import Pipeline, check_pipeline
 
 
 def start_index(steps: int, strength: float) -> int:
@@ -68,37 +68,41 @@ class FromLevel:
 
 
 @torch.no_grad()
-def sdedit(pipe: Pipeline, guide: torch.Tensor, captions: Sequence[str] | None = None, strength: float = 0.5,
-           steps: int | None = None, guidance: float = 1.0, seed: int = 0, sampler=None,
-           mask: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
-    """SDEdit the ``guide`` images (B, C, R, R) in [-1, 1]: noise them to the level ``strength`` picks in the
-    sampler's timesteps and denoise under ``captions`` (None: the empty caption) with classifier-free
-    ``guidance``. ``sampler``: "ddim" (``pipe.sampler``, the default), "ddpm" (ancestral, as the paper), or a
-    sampler object (then leave ``steps`` out); ``steps``: 50 unless given. ``mask`` (B or 1, 1, R, R) in [0, 1]:
-    generate only where it is 1, keep the guide where it is 0 (compositing). The noise and the DDPM steps'
-    noise come from ``seed``."""
+def sdedit(pipe: Pipeline, image: torch.Tensor, prompt: Sequence[str] | None = None, *, strength: float = 0.5,
+           num_inference_steps: int | None = None, guidance_scale: float | None = None, seed: int = 0, sampler=None,
+           mask_image: torch.Tensor | None = None, progress: bool = False) -> torch.Tensor:
+    """SDEdit ``image`` (B, C, R, R) in [-1, 1], the guide: noise it to the level ``strength`` picks in the sampler's
+    timesteps and denoise under ``prompt`` (None: the empty caption) with classifier-free ``guidance_scale`` (None:
+    the pipeline's default). ``sampler``: "ddim" (``pipe.sampler``, the default), "ddpm" (ancestral, as the paper),
+    or a sampler object (then leave ``num_inference_steps`` out; otherwise 50 unless given). ``mask_image`` (B or 1,
+    1, H, W) in [0, 1], at the images' or the model's resolution: generate only where it is 1, keep the guide where
+    it is 0 (compositing). The noise and the DDPM steps' noise come from ``seed``. Returns images."""
     pipe = check_pipeline(pipe)
-    guide = check_images(pipe, guide, "guide")
-    captions = check_captions(captions, guide.shape[0], tokenizer=pipe.tokenizer)
-    check_float("guidance", guidance)
+    image = pipe.check_images(image)
+    prompt = pipe.check_prompt(prompt, image.shape[0])
+    guidance_scale = check_float("guidance_scale", pipe.defaults.guidance_scale if guidance_scale is None
+                                 else guidance_scale)
     if sampler is not None and not isinstance(sampler, str):
-        if steps is not None:
-            raise ValueError("give steps or a sampler object, not both: a sampler carries its own number of steps")
+        if num_inference_steps is not None:
+            raise ValueError("give num_inference_steps or a sampler object, not both: a sampler carries its own "
+                             "number of steps")
         steps = check_int("sampler.num_steps", getattr(sampler, "num_steps", None), 1)
     else:
-        steps = 50 if steps is None else check_int("steps", steps, 1)
+        steps = 50 if num_inference_steps is None else check_int("num_inference_steps", num_inference_steps, 1)
         kind = check_choice("sampler", sampler or "ddim", ("ddim", "ddpm"))
-        sampler = pipe.sampler(steps) if kind == "ddim" else DDPMSampler(
-            steps, prediction_type=pipe.prediction_type, clip_sample=1.0)
+        sampler = pipe.sampler(steps) if kind == "ddim" else pipe.ddpm_sampler(steps)
     start = start_index(steps, strength)
-    if mask is not None:
-        check_mask("mask", mask, guide.shape[0], (pipe.resolution, pipe.resolution))
+    mask = None if mask_image is None else pipe.mask_to_model(mask_image, image.shape[0])
     generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
-    x0 = pipe.encode(guide.to(pipe.device))
+    x0 = pipe.encode(image.to(pipe.device))
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     t0 = sampler.plan(pipe.schedule.T)[start][0]
+    # sec. 3 (Algorithm 1): x(t0) ~ N(sqrt(abar_t0) x_guide, (1 - abar_t0) I), one draw of the noise ...
+    x_t0 = q_sample(x0, t0, noise, pipe.schedule)
+    # ... with a mask, the kept region stays on the guide's own noisy trajectory q(x_t | x_guide), same noise
     kept = lambda level: x0 if level < 0 else q_sample(x0, level, noise, pipe.schedule)  # noqa: E731
     resumed = FromLevel(sampler, start) if mask is None else FromLevel(sampler, start, kept, mask.to(x0))
-    x = sample(pipe.guided(guidance), pipe.schedule, q_sample(x0, t0, noise, pipe.schedule), resumed,
-               cond=pipe.encode_text(captions), generator=generator, progress=progress)
+    # ... then the reverse process from t0 to 0 under the prompt
+    x = sample(pipe.guided(guidance_scale, image.shape[0]), pipe.schedule, x_t0, resumed, cond=pipe.text_features(prompt),
+               generator=generator, progress=progress)
     return pipe.decode(x)

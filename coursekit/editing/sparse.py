@@ -36,8 +36,7 @@ from torch import nn
 from .._checks import check_choice, check_float, check_int, check_same_shape, check_tensor
 from ..models.text import TextConditioned
 from ..models.unet import AttentionBlock, Downsample, ResBlock, SpatialTransformer, UNet, Upsample
-from ..pipeline import Pipeline
-from .inversion import check_images, check_pipeline
+from ..pipeline import Pipeline, check_pipeline
 from .sdedit import sdedit
 
 
@@ -382,30 +381,34 @@ class _Replay(nn.Module):
 
 
 @torch.no_grad()
-def sparse_sdedit(pipe: Pipeline, original: torch.Tensor, edited: torch.Tensor, captions: Sequence[str] | None = None,
-                  strength: float = 0.5, steps: int | None = None, guidance: float = 1.0, seed: int = 0,
-                  sampler=None, threshold: float = 0.01, dilate: int = 1, block: int = 8, norms: str = "frozen") -> torch.Tensor:
-    """``sdedit`` of the ``edited`` images, computed only where they differ from ``original`` (SIGE).
+def sparse_sdedit(pipe: Pipeline, image: torch.Tensor, prompt: Sequence[str] | None = None, *,
+                  original_image: torch.Tensor, strength: float = 0.5, num_inference_steps: int | None = None,
+                  guidance_scale: float | None = None, seed: int = 0, sampler=None, threshold: float = 0.01,
+                  dilate: int = 1, block: int = 8, norms: str = "frozen", progress: bool = False) -> torch.Tensor:
+    """``sdedit`` of ``image`` (the edited guide), computed only where it differs from ``original_image`` (SIGE).
 
     The original goes through the same SDEdit (same noise, same steps) densely, keeping each call's cache; a
     deployment would keep those caches for every later edit of the image. The edited run then computes each
-    layer on the active tiles of ``difference_mask(original, edited, threshold, dilate)`` (one mask for the
+    layer on the active tiles of ``difference_mask(original_image, image, threshold, dilate)`` (one mask for the
     batch, so batch one edit of one image, or edits of one region); ``norms``: see ``SparseUNet.sparse``. The
     other arguments are ``sdedit``'s.
-    ``pipe`` must hold a text-conditioned coursekit ``UNet`` (the course's ``shapes-unet``)."""
+    ``pipe`` must hold a text-conditioned coursekit ``UNet`` on pixels (the course's ``shapes-unet``)."""
     pipe = check_pipeline(pipe)
-    original = check_images(pipe, original, "original")
-    edited = check_images(pipe, edited, "edited")
-    check_same_shape("edited", edited, "original", original)
+    if pipe.codec is not None:
+        raise ValueError("pipe must work on pixels (no codec): the tiles are found where the images differ")
+    original_image = pipe.check_images(original_image, "original_image")
+    image = pipe.check_images(image)
+    check_same_shape("image", image, "original_image", original_image)
     denoiser = pipe.denoiser
     if not isinstance(denoiser, TextConditioned) or not isinstance(denoiser.network, UNet):
         raise ValueError(f"pipe.denoiser must be a TextConditioned coursekit UNet, got {type(denoiser).__name__}")
     engine = SparseUNet(denoiser.network, block)
-    replay = _Replay(engine, engine.tiles(difference_mask(original, edited, threshold, dilate)),
+    replay = _Replay(engine, engine.tiles(difference_mask(original_image, image, threshold, dilate)),
                      check_choice("norms", norms, ("frozen", "fresh")))
     twin = dataclasses.replace(pipe, denoiser=TextConditioned(replay, denoiser.encoder, denoiser.use,
                                                               denoiser.prediction_type))
-    options = dict(captions=captions, strength=strength, steps=steps, guidance=guidance, seed=seed, sampler=sampler)
-    sdedit(twin, original, **options)
+    options = dict(prompt=prompt, strength=strength, num_inference_steps=num_inference_steps,
+                   guidance_scale=guidance_scale, seed=seed, sampler=sampler, progress=progress)
+    sdedit(twin, original_image, **options)
     replay.replaying = True
-    return sdedit(twin, edited, **options)
+    return sdedit(twin, image, **options)

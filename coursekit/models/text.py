@@ -59,6 +59,16 @@ class Tokenizer:
             raise ValueError(f"caption must be a str, got {type(caption).__name__}")
         return re.findall(r"[a-z]+", caption.lower())
 
+    def check(self, caption: str, name: str = "caption") -> None:
+        """Refuse a caption with a word the vocabulary lacks (it would become [UNK]: a caption in words the model
+        never saw names nothing it can draw, invert or decode to) or with more words than the positions allow."""
+        words = self.split(caption)
+        unknown = [w for w in words if w not in self.index]
+        if unknown:
+            raise ValueError(f"{name} has words the model does not know: {unknown} (in {caption!r})")
+        if len(words) > self.max_length - 1:
+            raise ValueError(f"{name} has {len(words)} words, more than max_length - 1 = {self.max_length - 1}")
+
     def __call__(self, captions: Sequence[str]) -> torch.Tensor:
         """Token ids (B, max_length) long."""
         if isinstance(captions, str) or not isinstance(captions, Sequence):
