@@ -92,3 +92,20 @@ def test_macs_by_module_adds_up_and_matches_the_reference_count():
     assert round(total / 1e7) == 622  # 6.22 GMACs, as diffusers' UNet2DModel counted in methods.md 7.6
     assert sum(v for k, v in parts.items() if "." not in k) == total
     assert parts["down"] == sum(parts[f"down.{i}"] for i in range(4))
+
+
+def test_upcast_attention_computes_attention_in_float32_under_16_bit_weights():
+    """diffusers' ``upcast_attention`` (SD 2.1's config sets it: its attention logits overflow float16): mapped from the
+    config, and in a float16 network the attention itself runs in float32."""
+    import torch.nn.functional as F
+
+    from coursekit.models.layers import Attention
+
+    cfg = U.config_from_diffusers(U.diffusers_unet(U.unet_shapes(upcast_attention=True)).config)
+    assert cfg.upcast_attention and U.UNet(cfg).down[1].attn[0].block.attn2.upcast
+    torch.manual_seed(0)
+    attention = Attention(64, 4, upcast=True).half()
+    x = torch.randn(2, 16, 64).half()
+    q, k, v = (z.unflatten(-1, (4, -1)).transpose(1, 2) for z in attention.qkv(x).chunk(3, dim=-1))
+    want = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).half()
+    assert torch.equal(attention(x), attention.out(want.transpose(1, 2).reshape(2, 16, 64)))

@@ -46,15 +46,18 @@ class Attention(nn.Module):
     """Multi-head scaled dot-product attention (Vaswani et al. 2017, eq. 1) via ``F.scaled_dot_product_attention``.
 
     Self-attention projects q, k, v with one fused linear layer; with ``context_dim`` it is
-    cross-attention: queries from x, keys and values from the context (e.g. text tokens).
+    cross-attention: queries from x, keys and values from the context (e.g. text tokens). ``upcast``: in a 16-bit
+    network, compute the attention itself in float32 (diffusers' ``upcast_attention``: Stable Diffusion 2.1's
+    attention logits overflow float16).
     """
 
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None, qkv_bias: bool = True):
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None, qkv_bias: bool = True,
+                 upcast: bool = False):
         super().__init__()
         check_int("heads", heads, 1)
         if dim % heads:
             raise ValueError(f"heads must divide the width {dim}, got heads={heads}")
-        self.heads = heads
+        self.heads, self.upcast = heads, upcast
         if context_dim is None:
             self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         else:
@@ -69,7 +72,10 @@ class Attention(nn.Module):
         else:
             q, (k, v) = self.q(x), self.kv(context).chunk(2, dim=-1)  # (B, N, D), 2 x (B, M, D)
         q, k, v = (z.unflatten(-1, (self.heads, -1)).transpose(1, 2) for z in (q, k, v))  # (B, H, N or M, D/H)
-        out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(D/H)) v, (B, H, N, D/H)
+        if self.upcast and q.dtype in (torch.float16, torch.bfloat16):
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(D/H)) v, (B, H, N, D/H)
         return self.out(out.transpose(1, 2).reshape(B, N, D))
 
 

@@ -34,6 +34,7 @@ class UNetConfig:
     tokens if set, GEGLU feed-forward). time_norm: "add" adds the embedding before the second
     GroupNorm (DDPM); "scale_shift" applies h * (1 + s) + b after it (Dhariwal & Nichol 2021).
     downsample_padding 0 pads right/bottom only (TensorFlow's "SAME", as DDPM's checkpoints).
+    upcast_attention: the transformers' attention runs in float32 when the weights are 16-bit (SD 2.1).
     """
 
     in_channels: int = 3
@@ -53,6 +54,7 @@ class UNetConfig:
     freq_shift: float = 1.0
     downsample_padding: int = 1
     dropout: float = 0.0
+    upcast_attention: bool = False
 
     def __post_init__(self):
         check_int("in_channels", self.in_channels, 1)
@@ -131,12 +133,13 @@ class AttentionBlock(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-norm block: self-attention, cross-attention to the context, GEGLU feed-forward (LDM, Fig. 3)."""
 
-    def __init__(self, dim: int, heads: int, context_dim: int | None):
+    def __init__(self, dim: int, heads: int, context_dim: int | None, upcast: bool = False):
         super().__init__()
-        self.norm1, self.attn1 = nn.LayerNorm(dim), Attention(dim, heads, qkv_bias=False)
+        self.norm1, self.attn1 = nn.LayerNorm(dim), Attention(dim, heads, qkv_bias=False, upcast=upcast)
         self.attn2 = None
         if context_dim is not None:
-            self.norm2, self.attn2 = nn.LayerNorm(dim), Attention(dim, heads, context_dim, qkv_bias=False)
+            self.norm2 = nn.LayerNorm(dim)
+            self.attn2 = Attention(dim, heads, context_dim, qkv_bias=False, upcast=upcast)
         self.norm3 = nn.LayerNorm(dim)
         self.ff = nn.Sequential(GEGLU(dim, 4 * dim), nn.Linear(4 * dim, dim))
 
@@ -157,7 +160,7 @@ class SpatialTransformer(nn.Module):
         proj = (lambda: nn.Linear(channels, channels)) if self.linear else (lambda: nn.Conv2d(channels, channels, 1))
         self.norm = nn.GroupNorm(cfg.norm_groups, channels, eps=1e-6)
         self.proj_in = proj()
-        self.block = TransformerBlock(channels, heads, cfg.context_dim)
+        self.block = TransformerBlock(channels, heads, cfg.context_dim, cfg.upcast_attention)
         self.proj_out = proj()
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -168,11 +171,13 @@ class SpatialTransformer(nn.Module):
         else:
             h = self.proj_in(h).permute(0, 2, 3, 1).reshape(B, H * W, C)
         h = self.block(h, context)
+        # back to (B, C, H, W) in contiguous memory, and h + x in this order, as diffusers writes them: on an input in
+        # channels-last memory (VAE latents can be) the layouts that follow, and so GroupNorm's rounding, depend on both
         if self.linear:
-            h = self.proj_out(h).reshape(B, H, W, C).permute(0, 3, 1, 2)
+            h = self.proj_out(h).reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous()
         else:
-            h = self.proj_out(h.reshape(B, H, W, C).permute(0, 3, 1, 2))
-        return x + h
+            h = self.proj_out(h.reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous())
+        return h + x
 
 
 class Downsample(nn.Module):
@@ -374,10 +379,8 @@ _MAPPED_2D = _MAPPED | {"add_attention"}
 _REQUIRED_2D = {**_REQUIRED, "resnet_time_scale_shift": "default", "downsample_type": "conv", "upsample_type": "conv",
                 "attn_norm_num_groups": None, "mid_block_type": "UNetMidBlock2D"}
 _MAPPED_CONDITION = _MAPPED | {"cross_attention_dim", "use_linear_projection", "num_attention_heads",
-                               "resnet_time_scale_shift"}
-# upcast_attention computes attention in float32 under float16 weights: the same numbers in float32, which is
-# what coursekit's attention computes in when the model is float32
-_INERT_CONDITION = _INERT | {"upcast_attention", "addition_embed_type_num_heads"}  # the latter: only with addition_embed_type
+                               "resnet_time_scale_shift", "upcast_attention"}
+_INERT_CONDITION = _INERT | {"addition_embed_type_num_heads"}  # only read with addition_embed_type
 _REQUIRED_CONDITION = {
     **_REQUIRED, "mid_block_type": "UNetMidBlock2DCrossAttn", "transformer_layers_per_block": 1,
     "reverse_transformer_layers_per_block": None, "only_cross_attention": False, "dual_cross_attention": False,
@@ -427,7 +430,7 @@ def config_from_diffusers(config, defaults: dict | None = None) -> UNetConfig:
         raise ValueError(f"config.resnet_time_scale_shift must be 'default' or 'scale_shift', "
                          f"got {c['resnet_time_scale_shift']!r}")
     return UNetConfig(**common, heads=heads, transformer=True, context_dim=c["cross_attention_dim"],
-                      linear_projection=c["use_linear_projection"],
+                      linear_projection=c["use_linear_projection"], upcast_attention=bool(c["upcast_attention"]),
                       time_norm={"default": "add", "scale_shift": "scale_shift"}[c["resnet_time_scale_shift"]])
 
 
@@ -459,17 +462,21 @@ def diffusers_unet(cfg: UNetConfig):
         raise ValueError("cfg must have context_dim and mid_attention for a diffusers UNet2DConditionModel twin")
     return UNet2DConditionModel(
         **common, cross_attention_dim=cfg.context_dim, attention_head_dim=cfg.heads,
-        use_linear_projection=cfg.linear_projection,
+        use_linear_projection=cfg.linear_projection, upcast_attention=cfg.upcast_attention,
         down_block_types=["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention],
         up_block_types=["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention)],
     )
 
 
-def from_diffusers(model) -> UNet:
+def from_diffusers(model, copy: bool = True) -> UNet:
     """A coursekit UNet with the weights of a diffusers ``UNet2DModel`` or ``UNet2DConditionModel``;
-    every tensor is checked for shape and every one is used (nanoGPT's ``from_pretrained`` idea)."""
+    every tensor is checked for shape and every one is used (nanoGPT's ``from_pretrained`` idea). The U-Net is
+    built without initialising weights it would overwrite (Stable Diffusion's has 860M); ``copy=False`` shares
+    the model's tensors (q, k, v excepted, which coursekit stores fused) instead of copying them, for a caller
+    that drops ``model`` afterwards."""
     cfg = config_from_diffusers(model.config, init_defaults(type(model)))
-    ours = UNet(cfg)
+    with torch.device("meta"):
+        ours = UNet(cfg)
     weights = convert_diffusers_state_dict(model.state_dict(), cfg.transformer)
     expected = ours.state_dict()
     missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
@@ -478,5 +485,5 @@ def from_diffusers(model) -> UNet:
     for key, value in weights.items():
         if value.shape != expected[key].shape:
             raise ValueError(f"model's {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
-    ours.load_state_dict(weights)
-    return ours.to(next(model.parameters()).dtype)
+    ours.load_state_dict({k: v.clone() if copy else v for k, v in weights.items()}, assign=True)
+    return ours
