@@ -47,10 +47,12 @@ def test_model_bench_compares_both_libraries_and_reports_ratios():
 
 @pytest.mark.slow
 def test_bench_times_the_trainer_against_the_bare_step_in_one_run():
-    out = coursekit("bench", "trainer-unet", "--batch", "4", "--steps", "10", "--rounds", "1", "--json")
+    """Batch 1: the recipe trains in bf16, which a CPU without bf16 instructions emulates (0.6 images/s on a 2-core
+    AVX2 EPYC, measured: batch 4 took 234 s of the suite's time)."""
+    out = coursekit("bench", "trainer-unet", "--batch", "1", "--steps", "10", "--rounds", "1", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout)["results"][0]
-    assert row["benchmark"] == "trainer-unet" and row["batch"] == 4 and row["steps"] == 10
+    assert row["benchmark"] == "trainer-unet" and row["batch"] == 1 and row["steps"] == 10
     assert row["ratio"] > 0 and abs(row["ratio"] - row["trainer_images_per_s"] / row["bare_step_images_per_s"]) < 0.01
 
 

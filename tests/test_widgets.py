@@ -93,7 +93,8 @@ def test_inversion_explorer_inverts_when_asked():
     assert w.result is None
     w.children[1].value = 2
     w.update()
-    assert torch.equal(w.result["psnr"], coarse["psnr"][:1])
+    # the first image alone against it in a batch of two: equal up to rounding, which may depend on the batch size
+    assert torch.allclose(w.result["psnr"], coarse["psnr"][:1], atol=1e-3)
 
 
 def test_sdedit_explorer_paints_moves_and_runs_when_asked():
