@@ -218,6 +218,7 @@ def reference_null_text(pipe, unet, scheduler, trajectory, cond, uncond, guidanc
     return nulls, latent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", NETWORKS)
 def test_null_text_inversion_equals_the_reference_loop(pipes, parts, network):
     """50 steps at guidance 7.5 (the paper's), 3 inner iterations, the paper's learning rate. With diffusers' U-Net the
@@ -257,6 +258,7 @@ def hooks(module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", NETWORKS)
 def test_imagic_fits_the_image_and_leaves_the_callers_model_as_it_was(pipes, network):
     """Stage 1 moves only the embedding; stage 2 (SD's default: LoRA adapters beside the network, or a full copy)
