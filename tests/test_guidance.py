@@ -71,6 +71,22 @@ def test_low_pass_box_is_a_projection_and_bicubic_leaves_no_block_edges():
     assert torch.allclose(low_pass(flat, 8), flat, atol=1e-5)  # it keeps what is already coarse
 
 
+def test_ilvr_refines_down_to_stop_t_and_its_last_step_takes_the_clean_reference():
+    """Alg. 1's last step sets x_0's low frequencies to the reference's own: exactly so with the box filter, a
+    projection. ``stop_t`` above the first level refines nothing; in between, the gap lies between the two; the
+    reference's noise follows ``noise_seed``."""
+    x_T = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    reference = TRAIN[3:4].expand(8, -1, -1, -1)
+    run = lambda **kw: d.sample(DENOISER, SCHEDULE, x_T, ILVR(d.DDIMSampler(25), reference, factor=4, mode="box",  # noqa: E731
+                                                             **kw), progress=False)
+    gap = lambda x: (low_pass(x, 4, "box") - low_pass(reference, 4, "box")).abs().max().item()  # noqa: E731
+    plain = d.sample(DENOISER, SCHEDULE, x_T, d.DDIMSampler(25), progress=False)
+    assert gap(run()) < 1e-5
+    assert torch.equal(run(stop_t=1000), plain)
+    assert gap(run()) < gap(run(stop_t=300)) < gap(plain)
+    assert torch.equal(run(noise_seed=3), run(noise_seed=3)) and not torch.equal(run(noise_seed=3), run())
+
+
 @pytest.mark.parametrize("call, name", [
     (lambda: low_pass(torch.zeros(1, 3, 32, 32), 8, "nearest"), "mode"),
     (lambda: low_pass(torch.zeros(1, 3, 30, 30), 8), "factor"),

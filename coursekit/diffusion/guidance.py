@@ -154,7 +154,11 @@ class ILVR:
 
     Choi et al., "ILVR: Conditioning Method for Denoising Diffusion Probabilistic Models", ICCV 2021,
     Alg. 1 (phi = ``low_pass`` by ``factor`` with ``mode``; larger factors keep less of the reference).
-    Guidance stops below ``stop_t`` so the model finishes the details. Meets the sampler protocol.
+    A step is refined while the level it reaches is at least ``stop_t``; the last step reaches the clean image
+    (level 0), where Alg. 1 uses the reference itself, y_0 = y. So ``stop_t=0`` refines every step, a larger
+    ``stop_t`` leaves the model the details below it, and ``stop_t`` above the first level refines none. (The
+    authors' code refines while ``i > range_t``, with the reference noised to the step's starting level: its
+    last step is never refined.) Meets the sampler protocol.
     """
 
     def __init__(self, sampler, reference: torch.Tensor, factor: int, noise_seed: int = 0, stop_t: int = 0,
@@ -174,9 +178,11 @@ class ILVR:
 
     def step(self, model_output, t, prev_t, x, schedule, generator=None):
         x_prev, x0 = self.sampler.step(model_output, t, prev_t, x, schedule, generator)
-        if prev_t < self.stop_t:
+        level = max(prev_t, 0)  # prev_t < 0: the step's result is the clean image
+        if level < self.stop_t:
             return x_prev, x0
         ref = self.reference.to(x_prev)
-        if prev_t >= 0:
+        if prev_t >= 0:  # y_{t-1} ~ q(y_{t-1} | y_0); at the clean level y_0 itself
             ref = q_sample(ref, prev_t, randn(ref.shape, self.noise, ref.device, ref.dtype), schedule)
+        # x_{t-1} <- x_{t-1} - phi_N(x_{t-1}) + phi_N(y_{t-1})   (Alg. 1, line 5)
         return x_prev - low_pass(x_prev, self.factor, self.mode) + low_pass(ref, self.factor, self.mode), x0
