@@ -63,7 +63,8 @@ def difference_mask(original: torch.Tensor, edited: torch.Tensor, threshold: flo
 
 def pyramid(mask: torch.Tensor, levels: int) -> dict[int, torch.Tensor]:
     """The mask at the full resolution and ``levels - 1`` halvings, keyed by height: bilinear downsampling,
-    re-binarised at min(0.3, max - 1e-3) and dilated by one pixel at each level (SIGE's ``utils.py``)."""
+    re-binarised at min(0.3, max - 1e-3) and dilated by one pixel at each level (SIGE's ``utils.py``). An empty
+    mask stays empty at every level (its max is 0, so that threshold would let every pixel through)."""
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.ndim != 2:
         raise ValueError(f"mask must be a bool tensor (H, W), got {getattr(mask, 'dtype', type(mask).__name__)} "
                          f"{tuple(getattr(mask, 'shape', ()))}")
@@ -72,7 +73,8 @@ def pyramid(mask: torch.Tensor, levels: int) -> dict[int, torch.Tensor]:
     out, m = {mask.shape[0]: mask}, mask.float()
     for _ in range(levels - 1):
         m = F.interpolate(m[None, None], scale_factor=0.5, mode="bilinear", align_corners=False)[0, 0]
-        m = _dilate(m > min(0.3, m.max().item() - 1e-3), 1).float()
+        peak = m.max().item()
+        m = _dilate(m > min(0.3, peak - 1e-3), 1).float() if peak > 0 else torch.zeros_like(m)
         out[m.shape[0]] = m > 0
     return out
 
