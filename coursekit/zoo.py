@@ -203,6 +203,10 @@ def load(name: str, device: str | torch.device = "cpu", folder: Path = CHECKPOIN
     expected = model.state_dict()
     if set(state) != set(expected):
         raise ValueError(f"{name}: the weights do not fit the recipe's model: {sorted(set(state) ^ set(expected))[:5]}")
+    misfit = [k for k in state if state[k].shape != expected[k].shape]
+    if misfit:
+        raise ValueError(f"{name}: the weights do not fit the recipe's model: {misfit[0]} is "
+                         f"{tuple(state[misfit[0]].shape)} in the file, {tuple(expected[misfit[0]].shape)} in the model")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     model = model.to(device).eval()
     return model if r.kind == "classifier" else pipeline_of(r, model)

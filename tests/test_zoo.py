@@ -116,6 +116,24 @@ def test_a_tampered_checkpoint_is_refused(tmp_path):
         zoo.load("shapes-classifier", folder=tmp_path)  # ... one flipped bit does not
 
 
+def test_a_missing_file_and_weights_that_do_not_fit_the_recipe_are_refused(tmp_path):
+    def copy(edit=None):
+        for suffix in (".json", ".safetensors"):
+            shutil.copy(zoo.CHECKPOINTS / f"shapes-classifier{suffix}", tmp_path)
+        if edit:
+            info = json.loads((tmp_path / "shapes-classifier.json").read_text())
+            edit(info["recipe"]["model"])
+            (tmp_path / "shapes-classifier.json").write_text(json.dumps(info))
+
+    copy()
+    (tmp_path / "shapes-classifier.safetensors").unlink()
+    with pytest.raises(ValueError, match="is missing"):
+        zoo.load("shapes-classifier", folder=tmp_path)
+    copy(lambda m: m.update(width=64))  # the card's classifier has the default width, 32: the same keys, other shapes
+    with pytest.raises(ValueError, match="do not fit the recipe's model: .* in the file"):
+        zoo.load("shapes-classifier", folder=tmp_path)
+
+
 @pytest.mark.slow
 def test_classifier_card_claim_holds_on_a_fresh_chunk():
     """Chunk 0 of the card's measurement, re-measured: the same 32 scenes, so the same count (allowing
@@ -123,12 +141,22 @@ def test_classifier_card_claim_holds_on_a_fresh_chunk():
     info = zoo.card("shapes-classifier")
     claim = info["metrics"]["classifier_accuracy"]
     assert claim["joint"] >= 0.99 and claim["n"] >= 1024
-    now = classifier_accuracy(zoo.load("shapes-classifier"), n=CHUNK)
+    judge = zoo.load("shapes-classifier")
+    now = classifier_accuracy(judge, n=CHUNK)
     assert abs(now["joint"] - claim["joint_per_chunk"][0]) <= 1 / CHUNK + 1e-9
+    # and on 64 scenes the card never used (seed 7): the judge reads them as well as the card says
+    assert classifier_accuracy(judge, n=2 * CHUNK, seed=7)["joint"] >= 0.97
+
+
+# What each shipped model must at least do on chunk 0 (32 captions), whatever its card says: the README's table
+# (256 captions, guidance 3) less about three images of 32. The shipped U-ViT is left out: its card claims nothing
+# (joint 0.0 on every chunk), re-measuring that took 4 of the suite's minutes, and its defect is a named test below.
+FLOORS = {"shapes-unet": {"joint": 0.35, "background": 0.9, "colour": 0.5, "shape": 0.5},
+          "shapes-dit": {"joint": 0.05, "background": 0.9, "colour": 0.4}}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["shapes-unet", "shapes-dit", "shapes-uvit"])
+@pytest.mark.parametrize("name", ["shapes-unet", "shapes-dit"])
 def test_diffusion_card_claims_hold_on_chunk_zero(name):
     info = zoo.card(name)
     claim = info["metrics"]["guidance_3"]
@@ -137,10 +165,11 @@ def test_diffusion_card_claims_hold_on_chunk_zero(name):
     # the tolerance allows another CPU's float rounding to send two trajectories elsewhere.
     assert abs(now["joint"] - claim["joint_per_chunk"][0]) <= 2 / CHUNK + 1e-9
     assert now["diversity_rms"] == pytest.approx(claim["diversity_rms"], rel=0.05)
+    assert all(now[key] >= floor for key, floor in FLOORS[name].items()), now  # and the model works
 
 
 TEXT_TO_IMAGE = ["shapes-unet", "shapes-dit", pytest.param("shapes-uvit", marks=pytest.mark.xfail(
-    strict=True, reason="the shipped U-ViT was trained (GPU, 4eee9cb) before its last conv started as the identity: "
+    strict=True, raises=AssertionError, reason="the shipped U-ViT was trained (GPU, 4eee9cb) before its last conv started as the identity: "
                         "its loss at low noise is 4-8x the others'; the next GPU zoo build replaces it"))]
 
 
@@ -174,6 +203,22 @@ def test_pipeline_generation_is_seeded_and_guidance_report_scores_it():
     assert torch.equal(a, pipe.generate(scenes.captions(), guidance_scale=2.0, num_inference_steps=3, seed=5))
     report = guidance_report(pipe, judge, scenes, 2.0, steps=3, seed=5)
     assert torch.equal(report["images"], a) and report["correct"]["joint"].shape == (2,)
+
+
+def test_the_pipelines_guidance_is_the_cfg_formula_in_its_batched_call():
+    """``Pipeline.guided`` hands a batch-1 empty caption that is expanded and run in one call with the prompts
+    (torch.cat, then chunk): a swap of the halves, or a wrong expansion, changes the values checked here."""
+    pipe = zoo.load("shapes-unet")
+    ids = pipe.encode_text(["a red circle", "a blue square on a white background"])
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([700, 300])
+    with torch.no_grad():
+        u, c = pipe.denoiser(x, t, pipe.encode_text(["", ""])), pipe.denoiser(x, t, ids)
+        assert torch.allclose(pipe.guided(3.0)(x, t, ids), u + 3 * (c - u), atol=1e-5)
+        features = pipe.text_features(["a red circle", "a blue square on a white background"])  # generate_from
+        u, c = pipe.denoiser(x, t, pipe.text_features(["", ""])), pipe.denoiser(x, t, features)
+        assert torch.allclose(pipe.guided(3.0)(x, t, features), u + 3 * (c - u), atol=1e-5)
+        assert not torch.allclose(u, c, atol=1e-2)  # the check can fail: the two predictions differ
 
 
 def test_loading_leaves_the_global_rng_as_it_was_and_generate_takes_steps_or_a_sampler():
