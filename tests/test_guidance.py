@@ -30,8 +30,9 @@ def test_pixel_guidance_steers_samples_to_the_layout():
 
 
 def test_ilvr_copies_the_references_coarse_structure():
-    """Measured gap of the low-passed images to the reference's: 0.547 unguided, 0.0030 with ILVR (factor 4,
-    bicubic; 0.0027 with the box filter); with factor 2 every sample becomes the reference image itself."""
+    """Measured gap of the low-passed images to the reference's: 0.547 unguided, 0.00076 with ILVR (factor 4,
+    bicubic, every step refined, the last with the clean reference); with factor 2 every sample becomes the
+    reference image itself."""
     x_T = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     reference = TRAIN[3:4].expand(8, -1, -1, -1)
     plain = d.sample(DENOISER, SCHEDULE, x_T, d.DDIMSampler(25), progress=False)
