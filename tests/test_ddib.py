@@ -53,3 +53,22 @@ def test_the_cycle_returns_the_input_as_steps_grow():
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         call()
+
+
+def test_one_conditional_model_translates_between_its_conditions():
+    """DDIB with one class-conditional model (their ImageNet setting): encode under the source component, decode
+    under the target's. The conditions go to the right halves: swapped, every point stays in its own component.
+    Measured on the 15 points of component 0 (of 200): all reach component 4; the cycle returns them within a mean
+    distance of 0.22, 0.11 and 0.031 at 20, 50 and 200 steps each way."""
+    model = MixtureDenoiser(RING, SCHEDULE)
+    x = RING.sample(200, torch.Generator().manual_seed(1))[0]
+    x = x[RING.posterior(x.double()).argmax(1) == 0]  # the points of component 0
+    k0, k4 = (torch.full((len(x),), k) for k in (0, 4))
+    component = lambda y: RING.posterior(y.double()).argmax(1)  # noqa: E731
+    there = translate(x, SCHEDULE, model, model, num_inference_steps=200, source_cond=k0, target_cond=k4)
+    assert (component(there) == 4).float().mean() > 0.95
+    swapped = translate(x, SCHEDULE, model, model, num_inference_steps=200, source_cond=k4, target_cond=k0)
+    assert (component(swapped) == 0).all()
+    back = translate(there, SCHEDULE, model, model, num_inference_steps=200, source_cond=k4, target_cond=k0)
+    assert (back - x).norm(dim=1).mean() < 0.05
+

@@ -10,7 +10,8 @@ import torch
 
 from coursekit import zoo
 from coursekit.data import COLOURS, ShapesWorld
-from coursekit.editing.diffedit import diffedit, diffedit_mask, mask_from_map, mask_from_predictions
+from coursekit.editing.diffedit import (diffedit, diffedit_mask, difference_map, mask_from_map,
+                                       mask_from_predictions)
 from coursekit.evaluate import mask_iou
 
 WORLD = ShapesWorld(resolution=32, max_objects=2)
@@ -74,6 +75,23 @@ def test_the_mask_finds_a_colour_change_and_the_edit_keeps_the_rest_exactly(edit
     unchanged = diffedit(pipe, images, target_prompt=query, source_prompt=reference,
                          mask_image=torch.zeros(1, 1, 32, 32), num_inference_steps=5).images
     assert torch.equal(unchanged, images)
+
+
+def test_the_maps_options_and_the_automatic_mask_of_diffedit(edit):
+    """The empty reference is the empty caption; the guidance scale cancels once the map is divided by its mean (the
+    docstring said it mattered with an empty reference: it does not); the noise follows ``seed``; ``diffedit``
+    without a mask uses ``diffedit_mask``'s."""
+    pipe = zoo.load("shapes-unet")
+    images, _, query, _ = edit
+    options = dict(target_prompt=query[:2], num_maps_per_mask=2, num_inference_steps=10)
+    m = lambda **kw: difference_map(pipe, images[:2], **options, **kw)  # noqa: E731
+    assert torch.equal(m(source_prompt=None, guidance_scale=1.5), m(source_prompt=["", ""], guidance_scale=1.5))
+    normed = lambda x: x / x.mean((2, 3), keepdim=True)  # noqa: E731
+    assert torch.allclose(normed(m(guidance_scale=1.5)), normed(m(guidance_scale=7.5)), atol=1e-3)
+    assert torch.equal(m(seed=1), m(seed=1)) and not torch.allclose(m(seed=1), m(seed=2), atol=1e-3)
+    result = diffedit(pipe, images[:2], **options, seed=1)
+    assert torch.equal(result.mask, diffedit_mask(pipe, images[:2], **options, seed=1))
+    assert torch.equal(result.images * (1 - result.mask), images[:2] * (1 - result.mask))
 
 
 def test_bad_input_is_refused(edit):

@@ -56,6 +56,35 @@ def test_caption_accuracy_needs_whole_chunks():
         caption_accuracy(None, ShapesClassifier(), n=40)
 
 
+class RenderingPipeline:
+    """Draws every caption right: the renders of the scenes ``caption_accuracy`` samples for that seed (or noise)."""
+
+    resolution = 32
+
+    def __init__(self, noise=False):
+        self.noise = noise
+
+    def generate(self, captions, guidance_scale, num_inference_steps, seed):
+        g = torch.Generator().manual_seed(seed)
+        if self.noise:
+            return torch.rand(len(captions), 3, 32, 32, generator=g) * 2 - 1
+        world = ShapesWorld(resolution=32)
+        scenes = world.sample(len(captions), seed=seed % 1000 if seed % 1000 != 999 else seed // 1000 * 1000)
+        assert scenes.captions() == captions
+        return world.render(scenes)[0]
+
+
+def test_caption_accuracy_scores_a_perfect_pipeline_near_one_and_noise_at_zero():
+    """The judge reads 99% of renders right (its card), so a pipeline that draws every caption exactly scores the
+    judge's accuracy, and one that draws noise scores nothing."""
+    from coursekit import zoo
+
+    judge = zoo.load("shapes-classifier")
+    perfect = caption_accuracy(RenderingPipeline(), judge, n=32, steps=1)
+    assert perfect["joint"] >= 0.97 and perfect["diversity_rms"] == 0.0
+    assert caption_accuracy(RenderingPipeline(noise=True), judge, n=32, steps=1)["joint"] == 0.0
+
+
 def test_diversity_is_the_mean_per_image_rms_distance_and_checks_its_inputs():
     from coursekit.evaluate import diversity_rms
 

@@ -1,6 +1,8 @@
 """DDIM inversion and null-text inversion on the shipped shapes U-Net: the trajectory, the round trip, what
 guidance does to it and what null-text inversion restores, and bad input."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -71,6 +73,17 @@ def test_null_text_inversion_runs_past_101_steps_and_x0_inversion_refuses_abar_o
     image = torch.zeros(1, 3, 8, 8)
     inv = null_text_invert(small, image, ["a red circle"], num_inference_steps=102, num_inner_steps=0)
     assert len(inv.null_embeds) == 102
+    # with no inner step every null is the empty caption's features, and reconstructing with them is plain
+    # guided reconstruction; a timestep without features is refused
+    inv = null_text_invert(small, image, ["a red circle"], num_inference_steps=2, guidance_scale=3.0, num_inner_steps=0)
+    empty = small.text_features([""])
+    assert all(torch.equal(n, empty) for n in inv.null_embeds.values())
+    plain = dataclasses.replace(inv, null_embeds=None)
+    assert torch.allclose(reconstruct(small, inv), reconstruct(small, plain), atol=1e-5)
+    assert not torch.allclose(reconstruct(small, plain), reconstruct(small, dataclasses.replace(plain, guidance_scale=1.0)))
+    del inv.null_embeds[max(inv.null_embeds)]
+    with pytest.raises(ValueError, match="no features for timestep"):
+        reconstruct(small, inv)
     with pytest.raises(ValueError, match="^set_alpha_to_one must be False"):
         DDIMInverter(10, prediction_type="sample")
     DDIMInverter(10, prediction_type="sample", set_alpha_to_one=False)

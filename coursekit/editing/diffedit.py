@@ -78,8 +78,9 @@ def difference_map(pipe: Pipeline, image: torch.Tensor, *, target_prompt: Sequen
     model's resolution of |eps_Q - eps_R| over ``num_maps_per_mask`` noise draws (from ``seed``) at the level
     ``mask_encode_strength`` picks of a ``num_inference_steps``-step sampler, both prompts guided with
     ``guidance_scale`` (None: the pipeline's default) against the empty caption (``source_prompt`` None: the empty
-    caption itself). The guidance scale cancels in the difference up to rounding (g (eps_Q - eps_R), later divided by
-    its mean): it matters only with ``source_prompt`` None."""
+    caption itself). The guidance scale cancels up to rounding: the difference is g (eps_Q - eps_R) of the unguided
+    predictions (with ``source_prompt`` None too, where the guided eps_R is the unconditional one), and the mask
+    divides the map by its mean."""
     pipe = check_pipeline(pipe)
     image = pipe.check_images(image)
     target_prompt, source_prompt = _check_pair(pipe, target_prompt, source_prompt, image.shape[0])
