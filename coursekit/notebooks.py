@@ -49,6 +49,74 @@ def strip_solutions(source: str) -> str:
     return "\n".join(out)
 
 
+def snapshot(namespace: dict):
+    """What a cell can change that later cells read: the names in ``namespace`` (a kernel's globals, shallow) and
+    the random states of torch, numpy and ``random``. Returns ``restore()``, which puts them back. The test suite
+    runs a lesson's exercise cell between the two, in the kernel that then runs the solution (``conftest.py``)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    if not isinstance(namespace, dict):
+        raise ValueError(f"namespace must be a dict (a kernel's globals()), got {type(namespace).__name__}")
+    names = dict(namespace)
+    states = (torch.random.get_rng_state(), np.random.get_state(), random.getstate(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
+
+    def restore() -> None:
+        namespace.clear()
+        namespace.update(names)
+        torch.random.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
+
+    return restore
+
+
+def stub_readers(lesson: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    """(cell index, name) wherever a cell that is not an exercise reads a name an unsolved exercise leaves
+    unusable: a function whose body is a stub, a function that calls one, or a name an exercise cell binds at
+    or after its first use of one (a stub stops the cell there). A name bound again before it is read is usable
+    again. Empty when the lesson runs past its stubs. Read from the code (``ast``, one top-level statement at a
+    time: what a statement reads that it does not bind itself), so no cell is run; the arguments of magics are
+    not read."""
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    def names(node, ctx):
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ctx)}
+
+    def free(statement) -> set[str]:  # what the statement reads from the cell's namespace
+        local = names(statement, ast.Store) | {a.arg for a in ast.walk(statement) if isinstance(a, ast.arg)}
+        return names(statement, ast.Load) - local
+
+    translate = TransformerManager().transform_cell
+    unusable: set[str] = set()
+    found = []
+    for index, cell in enumerate(lesson.cells):
+        if cell.cell_type != "code":
+            continue
+        exercise, stopped = "exercise" in cell.metadata.get("tags", []), False
+        for statement in ast.parse(translate(cell.source)).body:
+            reads = free(statement)
+            stub = any(isinstance(n, ast.Raise) and "NotImplementedError" in ast.unparse(n) for n in ast.walk(statement))
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound, needs = {statement.name}, stub or bool(reads & unusable)
+            else:
+                bound = names(statement, ast.Store) - {n for c in ast.walk(statement) for g in getattr(c, "generators", [])
+                                                        for n in names(g.target, ast.Store)}
+                if not exercise:
+                    found += [(index, name) for name in sorted(reads & unusable)]
+                stopped = stopped or (exercise and (stub or bool(reads & unusable)))
+                needs = stopped
+            unusable = unusable | bound if needs else unusable - bound
+    return found
+
+
 def make_lesson(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student copy of a solution notebook (a new notebook; the input is not modified)."""
     if not isinstance(solution, dict) or "cells" not in solution:
