@@ -57,6 +57,29 @@ def test_stub_readers_finds_a_cell_that_needs_an_answer():
     assert stub_readers(lesson) == [(2, "g"), (2, "y")]
 
 
+@pytest.mark.slow
+def test_the_nbval_run_fails_a_stub_that_its_check_never_reaches(tmp_path):
+    """conftest.py's check, run as the suite runs it: an exercise whose check never calls the function fails; one
+    whose check does passes, and the solution then runs in the state it would have had alone."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(ROOT / "conftest.py", tmp_path)
+    (tmp_path / "solutions").mkdir()
+    cells = [nbformat.v4.new_code_cell(f"def f(x):\n    {BEGIN}\n    return x\n    {END}\n\nassert True"),
+             nbformat.v4.new_code_cell("import random\nrandom.seed(0)"),
+             nbformat.v4.new_code_cell(f"def g(x):\n    {BEGIN}\n    return x\n    {END}\n\n"
+                                       "first = random.random()  # drawn by the stub's run too, then put back\n"
+                                       "assert g(1) == 1"),
+             nbformat.v4.new_code_cell("random.seed(0)\nassert first == random.random()")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "solutions" / "00_x.ipynb")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax", "-q",
+                          "solutions/00_x.ipynb"], cwd=tmp_path, capture_output=True, text=True)
+    assert "1 failed, 3 passed" in out.stdout, out.stdout[-3000:]
+    assert "must stop at its stub with NotImplementedError; it raised nothing" in out.stdout
+
+
 def test_strip_solutions_keeps_indentation_and_code_around_the_region():
     src = f"def f(x):\n    {BEGIN}\n    return x + 1\n    {END}\n\nassert f(1) == 2"
     assert strip_solutions(src) == (
