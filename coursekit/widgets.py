@@ -199,11 +199,13 @@ def stroke_guide(preset: str, colour: str = "as drawn", dx: float = 0.0, dy: flo
 
 
 def sdedit_explorer(pipe, steps: int = 25):
-    """Pick a stroke preset, recolour and move it, choose t0 (``strength``) and a caption, press Run: the painting
-    and what SDEdit makes of it. A caption with a word the model does not know is refused with its message."""
+    """Pick a stroke preset, recolour and move it, choose ``strength`` (the title gives its t0) and a caption, press
+    Run: the painting and what SDEdit makes of it. A caption with a word the model does not know is refused with its
+    message."""
     from .data import COLOURS
     from .data.strokes import PRESETS
     from .editing import sdedit
+    from .editing.sdedit import start_index
 
     check_int("steps", steps, 1)
 
@@ -215,8 +217,10 @@ def sdedit_explorer(pipe, steps: int = 25):
         except ValueError as error:
             print(error)
             return None
+        t0 = pipe.sampler(steps).plan(pipe.schedule.T)[start_index(steps, strength)][0]
         show_images(torch.cat([guide, out.clamp(-1, 1)]), size=2.4,
-                    titles=["painting", f"SDEdit, t0 = {strength:.2f} T"], suptitle=caption or "(empty caption)")
+                    titles=["painting", f"SDEdit, strength {strength:.2f} (t0 = {t0})"],
+                    suptitle=caption or "(empty caption)")
         plt.show()
         return out
 
@@ -227,7 +231,7 @@ def sdedit_explorer(pipe, steps: int = 25):
         colour=widgets.Dropdown(options=["as drawn", *COLOURS], description="colour"),
         dx=widgets.FloatSlider(value=0.0, description="move right", **move),
         dy=widgets.FloatSlider(value=0.0, description="move down", **move),
-        strength=widgets.FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, description="t0 / T",
+        strength=widgets.FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, description="strength",
                                      continuous_update=False),
         caption=widgets.Text(value="", description="caption"),
         seed=widgets.IntText(value=0, description="seed"))

@@ -71,8 +71,8 @@ def test_dit_report_matches_the_paper_for_xl2():
 
 def test_explorers_build_and_respond():
     w = unet_explorer()
-    w.children[0].value = 64
-    assert w.result["parameters"] < 36e6
+    w.children[0].value = 64  # the base width slider (default 128: DDPM's 35.7M parameters)
+    assert w.result["parameters"] == unet_report(base=64)["parameters"] < 10e6
     d_w = dit_explorer()
     d_w.children[0].value = "B"
     assert d_w.result["name"] == "DiT-B/2"
@@ -80,15 +80,15 @@ def test_explorers_build_and_respond():
 
 @pytest.mark.slow
 def test_inversion_explorer_inverts_when_asked():
-    """The round trip behind the widget: more steps, a sharper reconstruction (2 scenes: measured 20.7 / 20.1 dB at
-    2 steps, 32.4 / 32.5 at 10); the widget computes nothing until Invert is pressed."""
+    """The widget's wiring: it computes nothing until Invert is pressed, then shows ``round_trip`` at the chosen steps
+    (that more steps sharpen the round trip is tests/test_inversion.py's check)."""
     from coursekit import zoo
 
     pipe, world = zoo.load("shapes-unet"), ShapesWorld(resolution=32)
     scenes = world.sample(2, seed=42)
     images = world.render(scenes)[0]
-    coarse, fine = (round_trip(pipe, images, scenes.captions(), num_inference_steps=steps) for steps in (2, 10))
-    assert coarse["noise"].shape == images.shape and (fine["psnr"] > coarse["psnr"] + 5).all()
+    coarse = round_trip(pipe, images, scenes.captions(), num_inference_steps=2)
+    assert coarse["noise"].shape == images.shape
     w = inversion_explorer(pipe, images, scenes.captions())
     assert w.result is None
     w.children[1].value = 2
@@ -97,9 +97,10 @@ def test_inversion_explorer_inverts_when_asked():
     assert torch.allclose(w.result["psnr"], coarse["psnr"][:1], atol=1e-3)
 
 
-def test_sdedit_explorer_paints_moves_and_runs_when_asked():
+def test_sdedit_explorer_paints_moves_and_runs_when_asked(capsys):
     from coursekit import zoo
     from coursekit.data import BACKGROUNDS, COLOURS
+    from coursekit.editing import sdedit
     from coursekit.widgets import sdedit_explorer, stroke_guide
 
     preset = "red blob in the center on white"
@@ -110,14 +111,18 @@ def test_sdedit_explorer_paints_moves_and_runs_when_asked():
     assert (moved[0, :, 16, 22] - blue).abs().max() < 0.05 and (moved[0, :, 16, 9] - white).abs().max() < 0.05
     with pytest.raises(ValueError, match="preset"):
         stroke_guide("a cat")
-    w = sdedit_explorer(zoo.load("shapes-unet"), steps=4)
+    pipe = zoo.load("shapes-unet")
+    w = sdedit_explorer(pipe, steps=4)
     assert w.result is None
-    w.children[4].value = 0.5
+    w.children[2].value, w.children[4].value, w.children[5].value, w.children[6].value = 0.2, 0.3, "a red circle", 2
     w.update()
-    assert w.result.shape == (1, 3, 32, 32)
+    expected = sdedit(pipe, stroke_guide(preset, dx=0.2), ["a red circle"], strength=0.3, num_inference_steps=4,
+                      guidance_scale=1.0, seed=2)
+    assert torch.equal(w.result, expected)
     w.children[5].value = "a zebra"  # unknown to the tokenizer: the message is printed, nothing is drawn
+    capsys.readouterr()
     w.update()
-    assert w.result is None
+    assert w.result is None and "prompt[0] has words the model does not know: ['zebra']" in capsys.readouterr().out
 
 
 def test_diffedit_threshold_explorer_shows_the_mask_of_the_ratio():
