@@ -12,7 +12,7 @@ from coursekit import zoo
 from coursekit.data import COLOURS, ShapesWorld
 from coursekit.editing.diffedit import (diffedit, diffedit_mask, difference_map, mask_from_map,
                                        mask_from_predictions)
-from coursekit.evaluate import mask_iou
+from coursekit.evaluate import edit_success, mask_iou
 
 WORLD = ShapesWorld(resolution=32, max_objects=2)
 
@@ -49,29 +49,32 @@ def test_the_mask_equals_diffusers_recipe_given_the_same_noise_predictions():
 
 @pytest.fixture(scope="module")
 def edit():
-    """Four scenes whose first object changes colour: captions, images and the true edit region."""
+    """Four scenes whose first object changes colour: images, captions, the true edit region and the edited scenes."""
     scenes = WORLD.sample(4, seed=6000)
     images, cover = WORLD.render(scenes)
     new = (scenes.colour[:, 0] + torch.tensor([1, 2, 3, 4])) % len(COLOURS)
     edited = scenes.change(0, colour=new)
     region = ((cover[:, 0] > 0) | (WORLD.render(edited)[1][:, 0] > 0))[:, None].float()
-    return images, scenes.captions(), edited.captions(), region
+    return images, scenes.captions(), edited.captions(), region, edited
 
 
 @pytest.mark.slow
 def test_the_mask_finds_a_colour_change_and_the_edit_keeps_the_rest_exactly(edit):
-    """Measured on 16 colour edits (seed 6000): IoU with the true region 0.60 (mean) at the diffusers defaults."""
+    """Measured on these 4 colour edits (seed 6000): IoU with the true region 0.59, 0.52, 0.73, 0.75 at the diffusers
+    defaults; after the edit the judge reads the new colour on 2 of 4 and the rest of the scene on all 4."""
     pipe = zoo.load("shapes-unet")
-    images, reference, query, region = edit
+    images, reference, query, region, edited = edit
     mask = diffedit_mask(pipe, images, target_prompt=query, source_prompt=reference)
     iou = mask_iou(mask, region)
     assert mask.shape == (4, 1, 32, 32) and set(mask.unique().tolist()) <= {0.0, 1.0}
-    assert iou.mean() > 0.4, iou
+    assert iou.mean() > 0.55 and iou.min() > 0.4, iou
     result = diffedit(pipe, images, target_prompt=query, source_prompt=reference, mask_image=mask, num_inference_steps=10)
     out, used = result.images, result.mask
     assert torch.equal(used, mask)
     assert torch.equal(out * (1 - mask), images * (1 - mask))  # outside the mask: the image itself
     assert (out - images).abs().flatten(1).amax(1).min() > 0.1  # inside, something was redrawn
+    judged = edit_success(zoo.load("shapes-classifier"), out.clamp(-1, 1), edited, "colour")
+    assert judged["kept"].all() and judged["target"].any(), judged  # the new colour, read by the judge
     unchanged = diffedit(pipe, images, target_prompt=query, source_prompt=reference,
                          mask_image=torch.zeros(1, 1, 32, 32), num_inference_steps=5).images
     assert torch.equal(unchanged, images)
@@ -82,7 +85,7 @@ def test_the_maps_options_and_the_automatic_mask_of_diffedit(edit):
     docstring said it mattered with an empty reference: it does not); the noise follows ``seed``; ``diffedit``
     without a mask uses ``diffedit_mask``'s."""
     pipe = zoo.load("shapes-unet")
-    images, _, query, _ = edit
+    images, _, query, *_ = edit
     options = dict(target_prompt=query[:2], num_maps_per_mask=2, num_inference_steps=10)
     m = lambda **kw: difference_map(pipe, images[:2], **options, **kw)  # noqa: E731
     assert torch.equal(m(source_prompt=None, guidance_scale=1.5), m(source_prompt=["", ""], guidance_scale=1.5))
@@ -96,7 +99,7 @@ def test_the_maps_options_and_the_automatic_mask_of_diffedit(edit):
 
 def test_bad_input_is_refused(edit):
     pipe = zoo.load("shapes-unet")
-    images, reference, query, _ = edit
+    images, reference, query, *_ = edit
     with pytest.raises(ValueError, match="^target_prompt and source_prompt must differ"):
         diffedit_mask(pipe, images, target_prompt=reference, source_prompt=reference)
     with pytest.raises(ValueError, match=r"^target_prompt\[0\]"):

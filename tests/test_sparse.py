@@ -185,5 +185,9 @@ def test_sparse_sdedit_stays_close_to_the_dense_edit_on_shapes_unet(edits):
             dense = sdedit(pipe, edited, **options)
             sparse = sparse_sdedit(pipe, edited, original_image=original, norms=norms, **options)
             scores.append(psnr(sparse, dense).item())
-        # measured (seed 5, 20 steps): fresh 36-44 dB, frozen 29-45 dB (the red stroke shifts the statistics)
-        assert (min(scores) if norms == "fresh" else sorted(scores)[1]) >= 30, (norms, scores)
+        # measured (seed 5, 20 steps): fresh 40.2-43.3 dB, frozen 30.2-43.9 dB, median 38.7 (the red stroke shifts
+        # the statistics); an earlier machine: fresh 36-44, frozen 29-45. Every edit counts.
+        if norms == "fresh":
+            assert min(scores) >= 35, scores
+        else:
+            assert min(scores) >= 27 and sorted(scores)[1] + sorted(scores)[2] >= 2 * 33, scores
