@@ -205,7 +205,7 @@ def sdedit_explorer(pipe, steps: int = 25):
     from .data import COLOURS
     from .data.strokes import PRESETS
     from .editing import sdedit
-    from .editing.sdedit import start_index
+    from .editing.sdedit import entry_level
 
     check_int("steps", steps, 1)
 
@@ -217,7 +217,7 @@ def sdedit_explorer(pipe, steps: int = 25):
         except ValueError as error:
             print(error)
             return None
-        t0 = pipe.sampler(steps).plan(pipe.schedule.T)[start_index(steps, strength)][0]
+        t0 = entry_level(pipe, steps, strength)
         show_images(torch.cat([guide, out.clamp(-1, 1)]), size=2.4,
                     titles=["painting", f"SDEdit, strength {strength:.2f} (t0 = {t0})"],
                     suptitle=caption or "(empty caption)")

@@ -29,7 +29,7 @@ from .._checks import check_float, check_int, check_tensor
 from ..diffusion import ClassifierFreeGuidance, invert as invert_chain, q_sample, sample
 from ..diffusion.forward import randn, x0_eps_from_output
 from ..pipeline import Pipeline, check_pipeline
-from .sdedit import FromLevel, start_index
+from .sdedit import FromLevel, entry_level, start_index
 
 
 def mask_from_map(guidance_map: torch.Tensor, mask_thresholding_ratio: float = 3.0) -> torch.Tensor:
@@ -88,7 +88,7 @@ def difference_map(pipe: Pipeline, image: torch.Tensor, *, target_prompt: Sequen
     guidance_scale = check_float("guidance_scale", pipe.defaults.guidance_scale if guidance_scale is None
                                  else guidance_scale)
     steps = check_int("num_inference_steps", num_inference_steps, 1)
-    t = pipe.sampler(steps).plan(pipe.schedule.T)[start_index(steps, mask_encode_strength)][0]
+    t = entry_level(pipe, steps, mask_encode_strength)
     x0 = pipe.encode(image.to(pipe.device)).repeat_interleave(maps, dim=0)
     x_t = q_sample(x0, t, randn(x0.shape, torch.Generator().manual_seed(check_int("seed", seed, 0)), x0.device,
                                 x0.dtype), pipe.schedule)  # step 1: the image noised to half strength, maps draws

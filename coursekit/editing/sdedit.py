@@ -41,6 +41,13 @@ def start_index(steps: int, strength: float) -> int:
     return steps - k
 
 
+def entry_level(pipe: Pipeline, num_inference_steps: int, strength: float) -> int:
+    """The timestep t0 SDEdit noises the guide to: the first level the pipeline's sampler runs after
+    ``start_index`` (with leading spacing, T (floor(S s) - 1) / S, a little below s T)."""
+    return check_pipeline(pipe).sampler(num_inference_steps).plan(pipe.schedule.T)[
+        start_index(num_inference_steps, strength)][0]
+
+
 class FromLevel:
     """The sampler ``sampler`` entered at step ``start`` of its plan (meets the sampler protocol); with ``mask``,
     after every step the region where the mask is 0 is put back on the kept trajectory: ``keep(level)`` is the
