@@ -10,6 +10,8 @@ IoU, and an edit's success as the classifier reads it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ._checks import check_float, check_int, check_tensor
@@ -48,6 +50,28 @@ def edit_success(judge, images: torch.Tensor, scenes: Scenes, changed: str) -> d
         raise ValueError(f"changed must be one of {list(EDITABLE)}, got {changed!r}")
     read = scene_accuracy(judge.predict(images), scenes)
     return {"target": read[changed], "kept": torch.stack([read[k] for k in EDITABLE if k != changed]).all(0)}
+
+
+def swapped_reading(judge, images: torch.Tensor, scenes: Scenes) -> dict[str, torch.Tensor]:
+    """Attribute binding, per image (B,) bool: for each of shape, colour and size, the judge reads that attribute
+    wrong for ``scenes`` but right for the same scenes with their first two objects' values of it exchanged: the
+    caption's words were drawn, each on the other object (the failure Attend-and-Excite, Chefer et al. 2023,
+    calls attribute binding). ``any``: for some attribute. Always False for a scene with one object, and for an
+    attribute the two objects share."""
+    check_tensor("images", images, ndim=4)
+    if not isinstance(scenes, Scenes) or len(scenes) != len(images):
+        raise ValueError(f"scenes must be Scenes, one per image ({len(images)}), got {type(scenes).__name__}")
+    read = judge.predict(images)
+    right = scene_accuracy(read, scenes)
+    two = scenes.present[:, :2].all(1) if scenes.present.shape[1] >= 2 else torch.zeros(len(scenes), dtype=torch.bool)
+    out = {}
+    for name in ("shape", "colour", "size"):
+        values = getattr(scenes, name).clone()
+        if bool(two.any()):
+            values[two, 0], values[two, 1] = getattr(scenes, name)[two, 1], getattr(scenes, name)[two, 0]
+        out[name] = two & ~right[name] & scene_accuracy(read, replace(scenes, **{name: values}))[name]
+    out["any"] = out["shape"] | out["colour"] | out["size"]
+    return out
 
 
 def mask_iou(mask: torch.Tensor, region: torch.Tensor) -> torch.Tensor:

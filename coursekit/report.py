@@ -298,11 +298,32 @@ def _edit_scores(judge, out: torch.Tensor, original: torch.Tensor, edited, chang
             "psnr_outside_region": _stats(psnr_outside(out, original, region))}
 
 
+def _edit_rows(judge, out: torch.Tensor, original: torch.Tensor, edited, change: str, truth: torch.Tensor,
+               region: torch.Tensor) -> list[dict]:
+    """``_edit_scores`` split by the scenes' object count: one row per count present, with ``objects`` and
+    ``edits``. Two-object rows add ``binding_swapped``, the share the judge reads with some attribute of the two
+    objects exchanged (``evaluate.swapped_reading``): the caption's words drawn on the wrong object."""
+    from .evaluate import swapped_reading
+
+    rows = []
+    counts = edited.num_objects
+    for k in sorted(set(counts.tolist())):
+        i = (counts == k).nonzero().flatten().tolist()
+        row = {"objects": k, "edits": len(i),
+               **_edit_scores(judge, out[i], original[i], edited[i], change, truth[i], region[i])}
+        if k >= 2:
+            row["binding_swapped"] = round(swapped_reading(judge, out[i], edited[i])["any"].float().mean().item(), 3)
+        rows.append(row)
+    return rows
+
+
 def diffedit(quick: bool) -> dict:
-    """DiffEdit on edits with a known answer (``data.attribute_edits``). Per change and mask threshold ratio (diffusers' 3, and
-    6): the mask's IoU with the true edit region (the object before and after), and the best IoU any per-image
-    threshold on the same difference map reaches (``best_threshold_iou``: what the map itself allows), then
-    ``_edit_scores``."""
+    """DiffEdit on edits with a known answer (``data.attribute_edits``), rows split by the scenes' object count
+    (``_edit_rows``). Per change and mask: the automatic mask at threshold ratio 3 (diffusers') and 6, with its IoU
+    with the true edit region (the object before and after) and the best IoU any per-image threshold on the same
+    difference map reaches (``best_threshold_iou``: what the map itself allows); the true region as the mask
+    (separating the mask's failures from the decoding's); and no image at all, the new caption sampled from
+    scratch with seed 0 (how often the model draws it right by itself)."""
     from . import zoo
     from .editing import diffedit as run
     from .data import attribute_edits
@@ -315,24 +336,35 @@ def diffedit(quick: bool) -> dict:
     rows = []
     for e in edits:
         change, index, part, edited, truth, region = e.change, e.index, e.scenes, e.edited, e.truth, e.region
+        x, query, reference = images[index], edited.captions(), part.captions()
         start = time.perf_counter()
-        guide = difference_map(pipe, images[index], target_prompt=edited.captions(), source_prompt=part.captions())
+        guide = difference_map(pipe, x, target_prompt=query, source_prompt=reference)
         seconds = time.perf_counter() - start
         best = best_threshold_iou(guide, region)
-        for ratio in (3.0, 6.0):
+        masks = {"ratio 3": mask_from_map(guide, 3.0), "ratio 6": mask_from_map(guide, 6.0), "true region": region}
+        for name, mask in masks.items():
             start = time.perf_counter()
-            mask = mask_from_map(guide, ratio)
-            out = run(pipe, images[index], target_prompt=edited.captions(), source_prompt=part.captions(),
-                      mask_image=mask, num_inference_steps=steps).images.clamp(-1, 1)
-            rows.append({"change": change, "ratio": ratio, "edits": len(index), "mask_iou": _stats(mask_iou(mask, region)),
-                         "best_threshold_iou": _stats(best), "mask_share": round(mask.mean().item(), 3),
-                         "true_share": round(region.mean().item(), 3),
-                         **_edit_scores(judge, out, images[index], edited, change, truth, region),
-                         "seconds": round(time.perf_counter() - start + seconds, 1)})
+            out = run(pipe, x, target_prompt=query, source_prompt=reference, mask_image=mask,
+                      num_inference_steps=steps).images.clamp(-1, 1)
+            spent = time.perf_counter() - start + (seconds if name != "true region" else 0.0)
+            iou = mask_iou(mask, region)
+            for row in _edit_rows(judge, out, x, edited, change, truth, region):
+                i = (edited.num_objects == row["objects"]).nonzero().flatten()
+                rows.append({"change": change, "mask": name, **row, "mask_iou": _stats(iou[i]),
+                             "best_threshold_iou": _stats(best[i]), "mask_share": round(mask[i].mean().item(), 3),
+                             "true_share": round(region[i].mean().item(), 3), "seconds": round(spent, 1)})
+        start = time.perf_counter()
+        out = pipe.generate(query, num_inference_steps=steps, seed=0).clamp(-1, 1)
+        spent = time.perf_counter() - start
+        rows += [{"change": change, "mask": "no image", **row, "seconds": round(spent, 1)}
+                 for row in _edit_rows(judge, out, x, edited, change, truth, region)]
     setup = {"model": "shapes-unet", "judge": "shapes-classifier", "scenes": n, "seed": seed, "steps": steps,
+             "objects_per_scene": "1 or 2 (rows split by count)",
              "mask": "10 maps, strength 0.5, guidance 3 (it cancels in the difference up to rounding)",
              "inpaint_strength": 0.5, "guidance": 3.0,
              "best_threshold_iou": "the best IoU any per-image threshold on the difference map reaches",
+             "no_image": "the new caption sampled from scratch, seed 0, guidance 3",
+             "binding_swapped": "two-object scenes read with some attribute of the two objects exchanged",
              "outside_region": "PSNR with the MSE floored at 1e-10 (106 dB: identical)"}
     return {"setup": setup, "rows": rows}
 
@@ -342,8 +374,10 @@ def editing_methods(quick: bool) -> dict:
     by DiffEdit (its automatic mask at diffusers' defaults, its guidance at the decoding's 3), SDEdit (strength 0.5), "invert, then regenerate" (DDIM
     inversion under the old caption, decoding under the new one: ``translate_captions``, guidance 1) and Imagic (per
     image: stage 1 and 2 at the defaults, then every eta in ``etas`` from one noise; the comparison takes the eta with
-    the most successes). ``imagic_eta``: Imagic's trade-off, edit success against PSNR to the input, per eta.
-    Seconds per edit: Imagic's include its fitting and one generation."""
+    the most successes), beside "no image" (the new caption sampled from scratch, seed 0: how often the model draws
+    it right by itself). Rows are split by the scenes' object count (``_edit_rows``). ``imagic_eta``: Imagic's
+    trade-off, edit success against PSNR to the input, per eta. Seconds per edit: Imagic's include its fitting and
+    one generation."""
     from . import zoo
     from .data import attribute_edits
     from .editing import diffedit as run_diffedit, imagic, sdedit, translate_captions
@@ -360,6 +394,7 @@ def editing_methods(quick: bool) -> dict:
         "sdedit": lambda x, q, r: sdedit(pipe, x, q, strength=0.5, num_inference_steps=steps, guidance_scale=3.0),
         "invert_regenerate": lambda x, q, r: translate_captions(pipe, x, source_prompt=r, target_prompt=q,
                                                                num_inference_steps=steps),
+        "no_image": lambda x, q, r: pipe.generate(q, num_inference_steps=steps, seed=0),
     }
     rows, by_eta, seconds = [], {eta: [] for eta in etas}, {}
     for e in edits:
@@ -368,9 +403,9 @@ def editing_methods(quick: bool) -> dict:
         for name, method in methods.items():
             start = time.perf_counter()
             out = method(x, query, reference).clamp(-1, 1)
-            rows.append({"method": name, "change": change, "edits": len(index),
-                         **_edit_scores(judge, out, x, edited, change, truth, region),
-                         "seconds_per_edit": round((time.perf_counter() - start) / len(index), 2)})
+            per_edit = round((time.perf_counter() - start) / len(index), 2)
+            rows += [{"method": name, "change": change, **row, "seconds_per_edit": per_edit}
+                     for row in _edit_rows(judge, out, x, edited, change, truth, region)]
         outs, fitting, generating = [], 0.0, 0.0
         for i in range(len(index)):
             start = time.perf_counter()
@@ -393,11 +428,12 @@ def editing_methods(quick: bool) -> dict:
                            "per_change_success": {d[0]: s["success"] for d, s in zip(done, scores)}})
     best = max(imagic_eta, key=lambda r: (r["success"], -r["eta"]))["eta"]
     for change, out, x, edited, truth, region in by_eta[best]:
-        rows.append({"method": f"imagic (eta {best})", "change": change, "edits": len(out),
-                     **_edit_scores(judge, out, x, edited, change, truth, region),
-                     "seconds_per_edit": round(seconds[change], 2)})
+        rows += [{"method": f"imagic (eta {best})", "change": change, **row, "seconds_per_edit": round(seconds[change], 2)}
+                 for row in _edit_rows(judge, out, x, edited, change, truth, region)]
     setup = {"model": "shapes-unet", "judge": "shapes-classifier", "scenes": n, "seed": seed, "steps": steps,
-             "guidance": "3 (DiffEdit decoding, SDEdit, Imagic), 1 (invert, regenerate)",
+             "objects_per_scene": "1 or 2 (rows split by count)",
+             "guidance": "3 (DiffEdit decoding, SDEdit, Imagic, no image), 1 (invert, regenerate)",
+             "no_image": "the new caption sampled from scratch, seed 0",
              "imagic": {"embed_steps": fit.get("embed_steps", 100), "tune_steps": fit.get("tune_steps", 100),
                         "embed_lr": 1e-2, "tune_lr": 2e-6, "etas": etas, "best_eta": best}}
     return {"setup": setup, "rows": rows, "imagic_eta": imagic_eta}

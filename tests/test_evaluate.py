@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from coursekit.data import ShapesWorld
-from coursekit.evaluate import caption_accuracy, edit_success, scene_accuracy
+from coursekit.evaluate import caption_accuracy, edit_success, scene_accuracy, swapped_reading
 from coursekit.models.classifier import ShapesClassifier, cell_targets
 
 WORLD = ShapesWorld(resolution=32, max_objects=3)
@@ -126,6 +126,30 @@ def test_edit_success_reads_the_changed_attribute_and_the_rest():
     assert not edit_success(judge, world.render(both)[0], target, "colour")["kept"].any()
     with pytest.raises(ValueError, match="^changed"):
         edit_success(judge, edited, target, "joint")
+
+
+def test_swapped_reading_finds_two_objects_drawn_with_each_others_attribute():
+    """With the shipped judge: a two-object scene rendered with its objects' colours exchanged reads as a colour
+    swap (and no other); the scene itself, a one-object scene and two objects of one colour never do."""
+    from dataclasses import replace
+
+    from coursekit import zoo
+
+    judge, world = zoo.load("shapes-classifier"), ShapesWorld(resolution=32, min_objects=2, max_objects=2)
+    scenes = world.sample(16, seed=3)
+    scenes = scenes[(scenes.colour[:, 0] != scenes.colour[:, 1]).nonzero().flatten().tolist()]
+    swapped = replace(scenes, colour=scenes.colour.flip(1))
+    found = swapped_reading(judge, world.render(swapped)[0], scenes)
+    assert len(scenes) >= 8 and found["colour"].all() and found["any"].all()
+    assert not found["shape"].any() and not found["size"].any()
+    assert not swapped_reading(judge, world.render(scenes)[0], scenes)["any"].any()
+    same = replace(scenes, colour=scenes.colour[:, :1].expand(-1, 2).contiguous())
+    assert not swapped_reading(judge, world.render(same)[0], same)["any"].any()
+    single = ShapesWorld(resolution=32, max_objects=1).sample(4, seed=3)
+    other = single.change(0, colour=(single.colour[:, 0] + 1) % 6)
+    assert not swapped_reading(judge, world.render(other)[0], single)["any"].any()
+    with pytest.raises(ValueError, match="^scenes"):
+        swapped_reading(judge, world.render(single)[0], scenes)
 
 
 def test_best_threshold_iou_tries_every_threshold():

@@ -61,20 +61,29 @@ def test_the_effects_point_the_way_the_papers_say(quick):
     assert comp["true", True]["rms_inside"] < s["compositing"]["setup"]["composites_themselves"]["rms_inside"] / 2
     for row in s["sparse"]["rows"][1:]:  # quick, measured: 36-41 dB median, MACs 2.3-3.0x fewer at 32x32
         assert row["psnr_to_dense"]["min"] >= 30 and row["mac_reduction"]["min"] > 1.5, row
-    edits = {(r["change"], r["ratio"]): r for r in s["diffedit"]["rows"]}  # quick: 2 edits per change
-    for change in ("colour", "shape", "size"):  # a higher threshold ratio, a smaller mask; the rest of the image kept
-        assert edits[change, 6.0]["mask_share"] < edits[change, 3.0]["mask_share"]
-        assert edits[change, 3.0]["psnr_outside_region"]["min"] > 25
-        assert edits[change, 3.0]["best_threshold_iou"]["mean"] >= edits[change, 3.0]["mask_iou"]["mean"]
+    # quick: 2 edits per change, one scene of each object count; rows split by count
+    edits = {(r["change"], r["mask"], r["objects"]): r for r in s["diffedit"]["rows"]}
+    assert {(c, k) for c, _, k in edits} == {(c, k) for c in ("colour", "shape", "size") for k in (1, 2)}
+    for (change, mask, objects), row in edits.items():
+        assert row["edits"] == 1 and ("binding_swapped" in row) == (objects == 2)
+        if mask == "ratio 3":  # a higher threshold ratio, a smaller mask; the rest of the image kept
+            assert edits[change, "ratio 6", objects]["mask_share"] < row["mask_share"]
+            assert row["psnr_outside_region"]["min"] > 25
+            assert row["best_threshold_iou"]["mean"] >= row["mask_iou"]["mean"]
+        if mask == "true region":  # outside the true region, the image itself
+            assert row["mask_iou"]["min"] == 1 and row["psnr_outside_region"]["min"] > 100
     # quick, measured: Imagic's PSNR to the input 26.0 dB median at eta 0, 23.0 at eta 1; the new attribute read
     # in 2 of 3 at eta 0 (20 + 20 fitting steps are few), 3 of 3 at eta 1; DiffEdit's background (outside the true
     # region) 33.7-47.6 dB, SDEdit's 32.4-42.6, Imagic's 23.5-30.6
     first, *_, last = s["editing_methods"]["imagic_eta"]
     assert first["eta"] == 0 and last["eta"] == 1 and first["psnr_to_input"]["median"] > last["psnr_to_input"]["median"] + 2
     assert last["target_reached"] >= first["target_reached"]
-    by = {(r["method"].split(" (")[0], r["change"]): r for r in s["editing_methods"]["rows"]}
-    for change in ("colour", "shape", "size"):
-        assert by["diffedit", change]["psnr_outside_region"]["median"] > by["imagic", change]["psnr_outside_region"]["median"]
+    by = {(r["method"].split(" (")[0], r["change"], r["objects"]): r for r in s["editing_methods"]["rows"]}
+    assert {m for m, *_ in by} == {"diffedit", "sdedit", "invert_regenerate", "no_image", "imagic"}
+    for method, change, objects in by:
+        if method == "diffedit":
+            imagic_row = by["imagic", change, objects]
+            assert by[method, change, objects]["psnr_outside_region"]["median"] > imagic_row["psnr_outside_region"]["median"]
     background = next(r for r in s["ddib_images"]["rows"] if r["change"] == "background")
     assert background["target_reached"] >= 0.75 and background["cycle_psnr"]["median"] > 15
 

@@ -165,3 +165,15 @@ def test_attribute_edits_change_one_attribute_and_only_the_region():
         assert ((e.truth - images[e.index]).abs().amax(dim=(1, 2, 3)) > 0.1).all()  # and the object does
     with pytest.raises(ValueError, match="^n must be"):
         attribute_edits(2, seed=0)
+
+
+def test_attribute_edits_can_set_each_changes_object_counts():
+    from coursekit.data import attribute_edits
+
+    images, edits = attribute_edits(12, seed=7000, objects=(1, 2))
+    for e in edits:
+        assert e.scenes.num_objects.tolist() == e.edited.num_objects.tolist() == [1, 2, 1, 2]
+    assert torch.equal(edits[0].scenes.colour, attribute_edits(12, seed=7000)[1][0].scenes.colour)  # the same draws
+    for bad in ((), (3,), [1, 2]):
+        with pytest.raises(ValueError, match="^objects"):
+            attribute_edits(6, seed=0, objects=bad)

@@ -7,7 +7,7 @@ is before or after the change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -31,13 +31,24 @@ class AttributeEdits:
     region: torch.Tensor
 
 
-def attribute_edits(n: int, seed: int, world: ShapesWorld | None = None) -> tuple[torch.Tensor, list[AttributeEdits]]:
+def attribute_edits(n: int, seed: int, world: ShapesWorld | None = None,
+                    objects: tuple[int, ...] | None = None) -> tuple[torch.Tensor, list[AttributeEdits]]:
     """``n`` scenes of ``world`` (default: 32x32, at most two objects) sampled with ``seed``; scenes 0, 3, 6, ... have
     their first object's colour changed to another colour, scenes 1, 4, ... its shape, 2, 5, ... its size (the new
-    value drawn with ``seed``). Returns the original images (n, 3, R, R) and one ``AttributeEdits`` per change."""
+    value drawn with ``seed``). ``objects``, if given, sets the object counts instead of drawing them: each change's
+    scenes hold ``objects[0]``, ``objects[1]``, ... objects in turn (``(1, 2)``: half the edits of every kind on
+    one-object scenes, half on two-object ones). Returns the original images (n, 3, R, R) and one ``AttributeEdits``
+    per change."""
     check_int("n", n, 3)
     world = world or ShapesWorld(resolution=32, max_objects=2)
     scenes = world.sample(n, seed=check_int("seed", seed, 0))
+    if objects is not None:
+        if not isinstance(objects, tuple) or not objects:
+            raise ValueError(f"objects must be a non-empty tuple of object counts, got {objects!r}")
+        for k in objects:
+            check_int("objects", k, world.min_objects, world.max_objects + 1)
+        count = torch.tensor([objects[(i // len(CHANGES)) % len(objects)] for i in range(n)], device=scenes.present.device)
+        scenes = replace(scenes, present=torch.arange(world.max_objects, device=count.device)[None, :] < count[:, None])
     images, cover = world.render(scenes)
     g = torch.Generator().manual_seed(seed)
     edits = []
