@@ -9,10 +9,12 @@ from pathlib import Path
 
 
 def _lessons(args) -> int:
-    from .notebooks import generate, render_html
+    from .notebooks import generate
 
-    if args.html:
-        for path in render_html(Path(args.solutions), Path(args.html), args.only):
+    if args.html or args.slides:
+        from .pages import render
+
+        for path in render(Path(args.solutions), html=args.html, slides=args.slides, only=args.only):
             print(f"rendered: {path}")
         return 0
     stale = generate(Path(args.solutions), Path(args.lessons), check=args.check)
@@ -117,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a lesson is out of date")
     p.add_argument("--html", metavar="DIR", default=None,
                    help="instead: run the solutions and write them, executed with their figures, as DIR/NN_name.html")
-    p.add_argument("--only", nargs="+", metavar="NN", default=None, help="with --html: only these lessons (e.g. 00 03)")
+    p.add_argument("--slides", metavar="DIR", default=None,
+                   help="instead (or with --html): run the solutions and write them as reveal.js decks, "
+                        "DIR/NN_name.slides.html, for teaching from; they open offline")
+    p.add_argument("--only", nargs="+", metavar="NN", default=None,
+                   help="with --html or --slides: only these lessons (e.g. 00 03)")
     p.set_defaults(run=_lessons)
 
     p = sub.add_parser("bench", help="run benchmarks and report throughput with the machine that gave it")

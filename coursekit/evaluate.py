@@ -41,6 +41,34 @@ def scene_accuracy(pred: dict[str, torch.Tensor], scenes: Scenes) -> dict[str, t
 EDITABLE = ("shape", "colour", "size", "position", "background")
 
 
+def read_scenes(pred: dict[str, torch.Tensor]) -> Scenes:
+    """The scenes a classifier's predictions (``ShapesClassifier.predict``) describe: an object in every cell predicted
+    present (present ones first, in cell order), each centred in its cell (no jitter): the inverse of
+    ``cell_targets``."""
+    if not isinstance(pred, dict) or not {"presence", "shape", "colour", "size", "background"} <= set(pred):
+        raise ValueError("pred must be a classifier's predictions: a dict with presence, shape, colour, size and "
+                         f"background, got {type(pred).__name__}")
+    presence = pred["presence"] == 1
+    order = torch.sort((~presence).int(), dim=1, stable=True).indices  # present cells first, in cell order
+    present = presence.gather(1, order)
+    pick = lambda name: torch.where(present, pred[name].gather(1, order), 0)  # noqa: E731
+    return Scenes(shape=pick("shape"), colour=pick("colour"), size=pick("size"), position=order,
+                  jitter=torch.zeros(*order.shape, 2, device=order.device), present=present,
+                  background=pred["background"])
+
+
+@torch.no_grad()
+def render_distance(judge, images: torch.Tensor) -> torch.Tensor:
+    """RMS distance per image (B,) from ``images`` to a render of the scene the judge reads in them
+    (``read_scenes``): how far an image is from being a picture of the shapes world at all, whatever scene it shows.
+    A realism score that does not come from the diffusion model: near 0 for clean renders (what remains is the
+    objects' jitter), large for flat, ragged or off-colour paintings."""
+    check_tensor("images", images, ndim=4)
+    world = ShapesWorld(resolution=images.shape[-1], max_objects=9)
+    rendered = world.render(read_scenes(judge.predict(images)))[0].to(images)
+    return (images - rendered).pow(2).flatten(1).mean(1).sqrt()
+
+
 @torch.no_grad()
 def edit_success(judge, images: torch.Tensor, scenes: Scenes, changed: str) -> dict[str, torch.Tensor]:
     """How an edit that changed attribute ``changed`` to give ``scenes`` came out, per image (B,) bool:

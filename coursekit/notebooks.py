@@ -147,32 +147,3 @@ def generate(solutions: Path, lessons: Path, check: bool = False) -> list[Path]:
             lessons.mkdir(parents=True, exist_ok=True)
             dst.write_text(text)
     return stale
-
-
-def render_html(solutions: Path, out: Path, only: list[str] | None = None, timeout: int = 600) -> list[Path]:
-    """Run each solution notebook from a fresh kernel (in the solutions' folder, as the tests do) and write it with
-    its outputs and figures as one self-contained ``out/X.html``: the executed lessons, readable without running
-    them. ``only``: the notebooks whose names start with one of these (e.g. "03"). The notebooks themselves are
-    not changed. Needs nbconvert (installed with JupyterLab, and with the dev extra)."""
-    try:
-        from nbclient import NotebookClient
-        from nbconvert import HTMLExporter
-    except ImportError as error:
-        raise RuntimeError(f"rendering lessons needs nbclient and nbconvert ({error}): "
-                           "python -m pip install -e \".[lab]\"") from error
-    solutions, out = Path(solutions), Path(out)
-    if not solutions.is_dir():
-        raise ValueError(f"solutions must be a directory of notebooks, got {solutions}")
-    paths = sorted(p for p in solutions.glob("*.ipynb") if not only or any(p.name.startswith(o) for o in only))
-    if not paths:
-        raise ValueError(f"only must name notebooks in {solutions}/ (by their leading number), got {only}")
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent.resolve())}}).execute()
-        html, _ = HTMLExporter(embed_images=True).from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
-        written.append(out / f"{path.stem}.html")
-        written[-1].write_text(html, encoding="utf-8")
-    return written

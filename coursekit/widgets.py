@@ -17,6 +17,14 @@ from .diffusion import NoiseSchedule, predict_x0, q_sample
 from .viz import show_images
 
 
+def _on_click(show, button: str, **controls) -> widgets.interactive:
+    """``widgets.interactive`` that runs ``show`` when ``button`` is pressed (sampling is slow), drawn once at its
+    default settings on creation, so the widget never shows an empty output."""
+    w = widgets.interactive(show, {"manual": True, "manual_name": button}, **controls)
+    w.update()
+    return w
+
+
 def noised_and_denoised(x0: torch.Tensor, t: int, noise: torch.Tensor, denoiser, schedule: NoiseSchedule,
                         cond: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_t, x0_hat): the images noised to level t, and the denoiser's one-shot estimate of x0 from them."""
@@ -137,7 +145,8 @@ def guidance_report(pipe, judge, scenes, scale: float, steps: int = 10, seed: in
 
 
 def guidance_explorer(pipe, judge, scenes, steps: int = 10):
-    """A guidance-scale slider and a Sample button over ``guidance_report`` (sampling waits for the click)."""
+    """A guidance-scale slider and a Sample button over ``guidance_report`` (drawn at guidance 3 on creation; then
+    sampling waits for the click)."""
 
     def show(scale):
         report = guidance_report(pipe, judge, scenes, scale, steps)
@@ -148,7 +157,7 @@ def guidance_explorer(pipe, judge, scenes, steps: int = 10):
         return report
 
     scale = widgets.FloatSlider(value=3.0, min=0.0, max=8.0, step=0.5, description="guidance")
-    return widgets.interactive(show, {"manual": True, "manual_name": "Sample"}, scale=scale)
+    return _on_click(show, "Sample", scale=scale)
 
 
 def round_trip(pipe, image: torch.Tensor, prompt, *, num_inference_steps: int, guidance_scale: float = 1.0) -> dict:
@@ -164,7 +173,8 @@ def round_trip(pipe, image: torch.Tensor, prompt, *, num_inference_steps: int, g
 
 def inversion_explorer(pipe, images: torch.Tensor, captions):
     """Pick an image, a step count and a guidance scale, press Invert: the image, its DDIM latent x_T, the
-    reconstruction from x_T and 10x their difference, with the round trip's PSNR."""
+    reconstruction from x_T and 10x their difference, with the round trip's PSNR (drawn for image 0 at 10 steps on
+    creation)."""
     check_tensor("images", images, ndim=4)
 
     def show(image, steps, guidance):
@@ -177,8 +187,8 @@ def inversion_explorer(pipe, images: torch.Tensor, captions):
         plt.show()
         return r
 
-    return widgets.interactive(
-        show, {"manual": True, "manual_name": "Invert"},
+    return _on_click(
+        show, "Invert",
         image=widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
         steps=widgets.Dropdown(options=[2, 5, 10, 20, 50, 100], value=10, description="steps"),
         guidance=widgets.Dropdown(options=[1.0, 3.0, 7.5], value=1.0, description="guidance"))
@@ -200,8 +210,8 @@ def stroke_guide(preset: str, colour: str = "as drawn", dx: float = 0.0, dy: flo
 
 def sdedit_explorer(pipe, steps: int = 25):
     """Pick a stroke preset, recolour and move it, choose ``strength`` (the title gives its t0) and a caption, press
-    Run: the painting and what SDEdit makes of it. A caption with a word the model does not know is refused with its
-    message."""
+    Run: the painting and what SDEdit makes of it (drawn for the first preset on creation). A caption with a word the
+    model does not know is refused with its message."""
     from .data import COLOURS
     from .data.strokes import PRESETS
     from .editing import sdedit
@@ -225,8 +235,8 @@ def sdedit_explorer(pipe, steps: int = 25):
         return out
 
     move = dict(min=-0.3, max=0.3, step=0.05, continuous_update=False)
-    return widgets.interactive(
-        show, {"manual": True, "manual_name": "Run SDEdit"},
+    return _on_click(
+        show, "Run SDEdit",
         preset=widgets.Dropdown(options=list(PRESETS), description="strokes"),
         colour=widgets.Dropdown(options=["as drawn", *COLOURS], description="colour"),
         dx=widgets.FloatSlider(value=0.0, description="move right", **move),

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from coursekit.data import ShapesWorld
-from coursekit.evaluate import caption_accuracy, edit_success, scene_accuracy, swapped_reading
+from coursekit.evaluate import (caption_accuracy, edit_success, read_scenes, render_distance, scene_accuracy,
+                                swapped_reading)
 from coursekit.models.classifier import ShapesClassifier, cell_targets
 
 WORLD = ShapesWorld(resolution=32, max_objects=3)
@@ -150,6 +151,28 @@ def test_swapped_reading_finds_two_objects_drawn_with_each_others_attribute():
     assert not swapped_reading(judge, world.render(other)[0], single)["any"].any()
     with pytest.raises(ValueError, match="^scenes"):
         swapped_reading(judge, world.render(single)[0], scenes)
+
+
+def test_read_scenes_inverts_cell_targets_and_render_distance_scores_renders_near_zero():
+    """read_scenes(cell_targets(s)) is s up to slot order and jitter. With the shipped judge, measured on 64 scenes
+    (seed 3000, up to three objects): clean renders 0.058 mean RMS from the render of what the judge reads (the objects' jitter, at most
+    0.02 of the side), stroke paintings of the same scenes 0.126; a render re-rendered without jitter: 0."""
+    from dataclasses import replace
+
+    from coursekit import zoo
+    from coursekit.data.strokes import paint_scenes
+
+    scenes = WORLD.sample(64, seed=3000)
+    read = read_scenes(cell_targets(scenes))
+    assert all(v.all() for v in scene_accuracy(cell_targets(read), scenes).values())
+    assert torch.equal(read.num_objects, scenes.num_objects) and not read.jitter.any()
+    judge = zoo.load("shapes-classifier")
+    still = WORLD.render(replace(scenes, jitter=torch.zeros_like(scenes.jitter)))[0]
+    assert render_distance(judge, still).max() < 1e-6
+    clean, painted = render_distance(judge, WORLD.render(scenes)[0]), render_distance(judge, paint_scenes(scenes))
+    assert clean.mean() < 0.07 and painted.mean() > 1.8 * clean.mean()
+    with pytest.raises(ValueError, match="^pred"):
+        read_scenes({"presence": torch.zeros(1, 9)})
 
 
 def test_best_threshold_iou_tries_every_threshold():

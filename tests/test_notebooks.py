@@ -98,24 +98,8 @@ def test_strip_solutions_rejects_broken_regions(src, problem):
         strip_solutions(src)
 
 
-@pytest.mark.slow
-def test_lessons_render_to_html_with_their_figures(tmp_path):
-    from coursekit.cli import main
-
-    source = ROOT / "solutions" / "01_the_unet.ipynb"
-    before = source.read_text()
-    assert main(["lessons", "--solutions", str(ROOT / "solutions"), "--html", str(tmp_path), "--only", "01"]) == 0
-    assert [p.name for p in tmp_path.iterdir()] == ["01_the_unet.html"]
-    html = (tmp_path / "01_the_unet.html").read_text()
-    first_heading = nbformat.read(source, as_version=4).cells[1].source.splitlines()[0].lstrip("# ")
-    assert first_heading.split(" ")[-1] in html and html.count("data:image/png;base64") == 4
-    # its 4 figures, inline: the timestep features, the U-Net explorer's, cross-attention on and off
-    assert "Traceback" not in html and "NotImplementedError" not in html
-    assert source.read_text() == before  # the committed notebook keeps no outputs
-
-
 def test_rendering_refuses_names_that_match_no_lesson(tmp_path):
-    from coursekit.notebooks import render_html
+    from coursekit.pages import render
 
     with pytest.raises(ValueError, match="^only must name notebooks"):
-        render_html(ROOT / "solutions", tmp_path, only=["99"])
+        render(ROOT / "solutions", html=tmp_path, only=["99"])

@@ -94,6 +94,21 @@ def test_macs_by_module_adds_up_and_matches_the_reference_count():
     assert parts["down"] == sum(parts[f"down.{i}"] for i in range(4))
 
 
+def test_macs_by_kind_splits_the_count_into_convolutions_projections_and_the_attention_matrix():
+    from coursekit.models.counting import count_macs, macs_by_kind
+    from coursekit.models.layers import Attention
+
+    attention, x = Attention(64, 4).eval(), torch.randn(2, 16, 64)  # 2 x 16 tokens, 64 wide
+    assert macs_by_kind(attention, x) == {"convolution": 0, "projection": 2 * 16 * 64 * (3 * 64 + 64),
+                                          "attention": 2 * 2 * 16 * 16 * 64}  # Q K^T and A V, each N^2 D per image
+    model = U.UNet(U.unet_shapes()).eval()
+    inputs = torch.randn(1, 3, 32, 32), torch.tensor([1]), torch.randn(1, 16, 128)
+    kinds = macs_by_kind(model, *inputs)
+    assert sum(kinds.values()) == count_macs(model, *inputs) and min(kinds.values()) > 0
+    with pytest.raises(ValueError, match="^fn"):
+        macs_by_kind("unet")
+
+
 def test_upcast_attention_computes_attention_in_float32_under_16_bit_weights():
     """diffusers' ``upcast_attention`` (SD 2.1's config sets it: its attention logits overflow float16): mapped from the
     config, and in a float16 network the attention itself runs in float32."""

@@ -90,11 +90,26 @@ def test_inversion_explorer_inverts_when_asked():
     coarse = round_trip(pipe, images, scenes.captions(), num_inference_steps=2)
     assert coarse["noise"].shape == images.shape
     w = inversion_explorer(pipe, images, scenes.captions())
-    assert w.result is None
+    drawn = round_trip(pipe, images[:1], scenes.captions()[:1], num_inference_steps=10)  # its default, on creation
+    assert torch.allclose(w.result["psnr"], drawn["psnr"], atol=1e-3)
     w.children[1].value = 2
     w.update()
     # the first image alone against it in a batch of two: equal up to rounding, which may depend on the batch size
     assert torch.allclose(w.result["psnr"], coarse["psnr"][:1], atol=1e-3)
+
+
+def test_guidance_explorer_draws_guidance_3_on_creation_and_samples_when_asked():
+    from coursekit import zoo
+    from coursekit.widgets import guidance_explorer, guidance_report
+
+    pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
+    scenes = ShapesWorld(resolution=32).sample(2, seed=8)
+    w = guidance_explorer(pipe, judge, scenes, steps=3)
+    assert torch.equal(w.result["images"], guidance_report(pipe, judge, scenes, 3.0, steps=3)["images"])
+    w.children[0].value = 0.0
+    assert torch.equal(w.result["images"], guidance_report(pipe, judge, scenes, 3.0, steps=3)["images"])  # not yet
+    w.update()
+    assert torch.equal(w.result["images"], guidance_report(pipe, judge, scenes, 0.0, steps=3)["images"])
 
 
 def test_sdedit_explorer_paints_moves_and_runs_when_asked(capsys):
@@ -112,8 +127,8 @@ def test_sdedit_explorer_paints_moves_and_runs_when_asked(capsys):
     with pytest.raises(ValueError, match="preset"):
         stroke_guide("a cat")
     pipe = zoo.load("shapes-unet")
-    w = sdedit_explorer(pipe, steps=4)
-    assert w.result is None
+    w = sdedit_explorer(pipe, steps=4)  # drawn at its defaults on creation
+    assert torch.equal(w.result, sdedit(pipe, guide, [""], strength=0.5, num_inference_steps=4, guidance_scale=1.0))
     w.children[2].value, w.children[4].value, w.children[5].value, w.children[6].value = 0.2, 0.3, "a red circle", 2
     w.update()
     expected = sdedit(pipe, stroke_guide(preset, dx=0.2), ["a red circle"], strength=0.3, num_inference_steps=4,

@@ -50,6 +50,24 @@ def count_macs(fn: Callable, *inputs) -> int:
     return counter.get_total_flops() // 2
 
 
+def macs_by_kind(fn: Callable, *inputs) -> dict[str, int]:
+    """Multiply-accumulates of one call ``fn(*inputs)`` by kind of work: ``convolution`` (every convolution),
+    ``projection`` (every other matrix product: linear layers, i.e. attention's query/key/value and output
+    projections, feed-forward layers, time and text embeddings) and ``attention`` (the attention matrix itself,
+    softmax(Q K^T) V). The kinds sum to ``count_macs``."""
+    if not callable(fn):
+        raise ValueError(f"fn must be callable, got {type(fn).__name__}")
+    with flop_counter() as counter, torch.no_grad():
+        fn(*inputs)
+    out = {"convolution": 0, "projection": 0, "attention": 0}
+    for op, flops in counter.get_flop_counts().get("Global", {}).items():
+        name = str(op)
+        kind = ("convolution" if "convolution" in name else "attention" if "scaled_dot_product" in name
+                else "projection")
+        out[kind] += flops // 2
+    return out
+
+
 def activation_shapes(model: nn.Module, inputs: tuple, types: tuple[type, ...]) -> list[tuple[str, tuple[int, ...]]]:
     """(module name, output shape) for every submodule of the given ``types``, in the order they run."""
     if not isinstance(model, nn.Module):
