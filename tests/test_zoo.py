@@ -235,3 +235,24 @@ def test_loading_leaves_the_global_rng_as_it_was_and_generate_takes_steps_or_a_s
         pipe.generate(["a red circle"], guidance_scale="3")
     with pytest.raises(ValueError, match=r"^prompt\[0\] has words the model does not know"):
         pipe.generate(["a puce circle"])
+
+
+def test_every_shipped_data_file_is_declared_package_data():
+    """A wheel (what Colab's `pip install git+...` builds) carries only the package data pyproject.toml declares; an
+    editable install hides a missing declaration. Every file under checkpoints/ and static/ must match a glob
+    (checked by hand too: `pip wheel` lists all 8 checkpoint files and the 6 static ones)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(zoo.__file__).resolve().parent
+    globs = tomllib.loads((root.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["coursekit"]
+    shipped = [p for folder in ("checkpoints", "static") for p in (root / folder).rglob("*") if p.is_file()
+               and "__pycache__" not in p.parts]
+    assert len(shipped) >= 14
+    def pattern(glob):  # setuptools' globs: "**/" any folders (or none), "*" within one name
+        return re.compile(re.escape(glob).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*") + "$")
+
+    missing = [p.relative_to(root).as_posix() for p in shipped
+               if not any(pattern(g).match(p.relative_to(root).as_posix()) for g in globs)]
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
