@@ -7,20 +7,56 @@ solution cell that holds an exercise, the lesson's copy of that cell (the answer
 reached by the cell's check; then the kernel's names and random states are put back (``notebooks.snapshot``), so
 the solution runs in the state nbval alone would give it. That no later cell needs a solved exercise is read from
 the code (``tests/test_notebooks.py``, ``notebooks.stub_readers``).
+
+The prose is checked against the same run: when a solution's last cell has run, every decimal and percentage its
+markdown states must be shown by some code cell, printed or in the code (``notebooks.unmeasured_numbers``), so that
+prose cannot drift from what the cells measure. The last cell's test fails with the numbers that no cell shows.
 """
+
+import copy
 
 import pytest
 
-from coursekit.notebooks import BEGIN, strip_solutions
+from coursekit.notebooks import BEGIN, strip_solutions, unmeasured_numbers
 
 SAVE = "__lesson_restore = __import__('coursekit.notebooks', fromlist=['snapshot']).snapshot(globals())"
 RESTORE = "__lesson_restore()"
+
+
+LAST = {}  # a solution notebook's path -> the node id of its last cell, in run order
+SHOWN = {}  # a solution notebook's path -> {id(cell): the outputs nbval recorded for it}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
+            LAST[item.path] = item.nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    cell = getattr(item, "cell", None)
+    if call.when != "call" or cell is None or item.path.parent.name != "solutions":
+        return
+    SHOWN.setdefault(item.path, {})[id(cell)] = getattr(item, "test_outputs", None) or []
+    report = outcome.get_result()
+    if LAST.get(item.path) != item.nodeid or not report.passed:
+        return
+    nb, shown = copy.copy(item.parent.nb), SHOWN.pop(item.path)
+    nb.cells = [copy.copy(c) for c in nb.cells]
+    for original, c in zip(item.parent.nb.cells, nb.cells):
+        if c.cell_type == "code":
+            if id(original) not in shown:
+                return  # a cell did not run (a selection): nothing to check against
+            c.outputs = shown[id(original)]
+    missing = unmeasured_numbers(nb)
+    if missing:
+        report.outcome = "failed"
+        report.longrepr = ("numbers in the prose that no cell shows (printed, or in the code): "
+                           + ", ".join(f"{number} (cell {k})" for k, number in missing)
+                           + ". Print them from the cell that measures them, or correct the prose.")
 
 
 def _run(item, source: str) -> list[tuple[str, str]]:

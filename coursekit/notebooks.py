@@ -147,3 +147,47 @@ def generate(solutions: Path, lessons: Path, check: bool = False) -> list[Path]:
             lessons.mkdir(parents=True, exist_ok=True)
             dst.write_text(text)
     return stale
+
+
+# A number the prose states: a decimal (0.54, 29.8) or a percentage (13%); integers are left out (counts, steps,
+# sizes and years are too many to tell apart from measurements).
+_PROSE_NUMBER = re.compile(r"(?<![\w.])(\d+\.\d+|\d+%)(?![\w.]\d)")
+# code, maths, quotations, and references to a paper's sections, equations, figures and tables
+_NOT_PROSE = re.compile(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|\"[^\"]*\"|\u201c[^\u201d]*\u201d"
+                        r"|\b(?:sec|secs|section|eq|eqs|fig|figs|figure|table|appendix|alg|algorithm)\.?\s*\d+(?:\.\d+)*"
+                        r"(?:\s*(?:,|and|&)\s*\d+(?:\.\d+)*)*",
+                        re.S | re.I)
+_SHOWN_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?%?")
+
+
+def unmeasured_numbers(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    """(cell index, number) for each decimal or percentage in an executed notebook's markdown that none of its code
+    cells shows: neither an output (printed text, a value's text form) nor the code itself (its comments left out).
+    A shown number matches at the prose's precision (0.833 shows 0.83; 0.133 shows 13%). Numbers inside code spans,
+    formulas and quotations (a paper's or a card's words) are not checked. What it returns is prose that has drifted
+    from the cells, or a number taken from elsewhere that a cell should print."""
+    shown: list[float] = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        texts = [re.sub(r"#.*", "", cell.source)]
+        for output in cell.get("outputs", []):
+            texts.append(output.get("text", ""))
+            texts.append(output.get("data", {}).get("text/plain", ""))
+        for text in texts:
+            for token in _SHOWN_NUMBER.findall("".join(text) if isinstance(text, list) else text):
+                try:
+                    value = float(token.rstrip("%"))
+                except ValueError:
+                    continue
+                shown += [abs(value) / 100, abs(value)] if token.endswith("%") else [abs(value), abs(value) * 100]
+    missing = []
+    for k, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for number in _PROSE_NUMBER.findall(_NOT_PROSE.sub(" ", cell.source)):
+            value = float(number.rstrip("%"))
+            places = 0 if number.endswith("%") else len(number.split(".")[1])
+            if not any(abs(round(v, places) - value) < 10 ** -(places + 3) for v in shown):
+                missing.append((k, number))
+    return missing

@@ -58,6 +58,41 @@ def test_ddim_with_eta_one_has_the_ddpm_posterior_variance():
     assert torch.allclose(x_ddim, x_ddpm, rtol=1e-5)
 
 
+class _Oracle:
+    """A denoiser that knows the answer: for inputs made by q_sample(x0, t, eps) it returns the true eps, or v."""
+
+    def __init__(self, x0, eps, schedule, prediction_type):
+        self.x0, self.eps, self.schedule, self.prediction_type = x0, eps, schedule, prediction_type
+
+    def __call__(self, x_t, t, cond=None):
+        abar = self.schedule.abar(t, x_t)
+        return self.eps if self.prediction_type == "epsilon" else d.forward.v_from_x0_eps(self.x0, self.eps, abar)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_predict_x0_inverts_the_forward_process_given_the_true_output(prediction_type):
+    schedule, g = d.linear(), torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g)
+    t = torch.tensor([0, 250, 600, 999])
+    oracle = _Oracle(x0, eps, schedule, prediction_type)
+    assert torch.allclose(d.predict_x0(oracle, schedule, d.q_sample(x0, t, eps, schedule), t), x0, atol=2e-4)
+    with pytest.raises(ValueError, match="^t"):
+        d.predict_x0(oracle, schedule, x0, 1000)
+
+
+def test_ddim_inverse_step_lands_on_the_forward_process_given_the_true_noise():
+    """With the true eps a DDIM step up is exact: from the clean data (source_t < 0) or from any lower level it gives
+    q_sample(x0, t, eps); and it is the step DDIMInverter takes."""
+    schedule, g = d.linear(), torch.Generator().manual_seed(4)
+    x0, eps = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    for source_t, t in ((-1, 100), (100, 300), (300, 900)):
+        x_s = x0 if source_t < 0 else d.q_sample(x0, source_t, eps, schedule)
+        x_t, x0_hat = d.ddim_inverse_step(eps, t, x_s, schedule, source_t)
+        assert torch.allclose(x_t, d.q_sample(x0, t, eps, schedule), atol=1e-5) and torch.allclose(x0_hat, x0, atol=1e-4)
+        assert all(torch.equal(a, b) for a, b in zip(d.DDIMInverter(10).step(eps, t, source_t, x_s, schedule),
+                                                     (x_t, x0_hat)))
+
+
 def test_sampling_loop_is_seeded_and_reports_every_step():
     sch = d.linear()
     den = MixtureDenoiser(toy2d.gaussian_ring(), sch)

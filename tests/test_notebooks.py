@@ -78,6 +78,27 @@ def test_the_nbval_run_fails_a_stub_that_its_check_never_reaches(tmp_path):
                           "solutions/00_x.ipynb"], cwd=tmp_path, capture_output=True, text=True)
     assert "1 failed, 3 passed" in out.stdout, out.stdout[-3000:]
     assert "must stop at its stub with NotImplementedError; it raised nothing" in out.stdout
+    # the prose check: a number the markdown states and no cell shows fails the notebook's last cell
+    cells = [nbformat.v4.new_markdown_cell("The mean is 0.50, the share 13% and the error 0.021."),
+             nbformat.v4.new_code_cell("print(f'mean {0.5:.2f}, error {0.0214:.3f}')"), nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "solutions" / "01_y.ipynb")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax", "-q",
+                          "solutions/01_y.ipynb"], cwd=tmp_path, capture_output=True, text=True)
+    flagged = next((line for line in out.stdout.splitlines() if "no cell shows" in line), "")
+    assert "1 failed, 1 passed" in out.stdout and "13% (cell 0)" in flagged, out.stdout[-3000:]
+    assert "0.50" not in flagged and "0.021" not in flagged  # shown, at the prose's precision
+
+
+def test_unmeasured_numbers_are_prose_numbers_that_no_cell_shows():
+    from coursekit.notebooks import unmeasured_numbers
+
+    v4 = nbformat.v4
+    prose = ('Sec. 4.3 quotes "7.5x at 1.2%"; we measured 0.83 and 29.8 dB, with `0.99` in code and $0.5$ in maths; '
+             "12.5 sits only in a comment and 13% nowhere.")
+    shown = v4.new_code_cell("psnr = 29.81  # 12.5 in a comment\nprint(5 / 6)",
+                             outputs=[v4.new_output("stream", name="stdout", text="0.8333333\n")])
+    nb = v4.new_notebook(cells=[v4.new_markdown_cell(prose), shown, v4.new_markdown_cell("Kept: 83%.")])
+    assert unmeasured_numbers(nb) == [(0, "12.5"), (0, "13%")]  # 83% is 0.833 shown as a share
 
 
 def test_strip_solutions_keeps_indentation_and_code_around_the_region():

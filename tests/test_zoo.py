@@ -201,6 +201,11 @@ def test_pipeline_generation_is_seeded_and_guidance_report_scores_it():
     a = pipe.generate(scenes.captions(), guidance_scale=2.0, num_inference_steps=3, seed=5)
     assert a.shape == (2, 3, 32, 32)
     assert torch.equal(a, pipe.generate(scenes.captions(), guidance_scale=2.0, num_inference_steps=3, seed=5))
+    # another seed, or another guidance scale, draws other images
+    assert not torch.allclose(a, pipe.generate(scenes.captions(), guidance_scale=2.0, num_inference_steps=3, seed=6),
+                              atol=1e-2)
+    assert not torch.allclose(a, pipe.generate(scenes.captions(), guidance_scale=1.0, num_inference_steps=3, seed=5),
+                              atol=1e-2)
     report = guidance_report(pipe, judge, scenes, 2.0, steps=3, seed=5)
     assert torch.equal(report["images"], a) and report["correct"]["joint"].shape == (2,)
 
