@@ -24,6 +24,8 @@ from pathlib import Path
 
 import nbformat
 
+from ._checks import check_int
+
 STATIC = Path(__file__).parent / "static"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -115,6 +117,7 @@ def _drawn(state: dict, model_id: str) -> list:
 def static_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Replace each widget view in the executed ``nb`` (in place) by a line naming it a widget and what it drew at
     its default settings, and drop the widget state (which a page would need a CDN's script to read)."""
+    _check_notebook(nb)
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -132,6 +135,11 @@ def static_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def _check_notebook(nb) -> None:
+    if not isinstance(nb, nbformat.NotebookNode) or "cells" not in nb:
+        raise ValueError(f"nb must be a notebook (nbformat.NotebookNode), got {type(nb).__name__}")
+
+
 def _loader():
     import jinja2
 
@@ -139,6 +147,8 @@ def _loader():
 
 
 def _select(solutions: Path, only: list[str] | None) -> list[Path]:
+    if only is not None and (isinstance(only, str) or not all(isinstance(o, str) for o in only)):
+        raise ValueError(f"only must be a list of lesson numbers as strings (e.g. ['03']), got {only!r}")
     solutions = Path(solutions)
     if not solutions.is_dir():
         raise ValueError(f"solutions must be a directory of notebooks, got {solutions}")
@@ -162,6 +172,7 @@ def slide_types(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Mark each cell of ``nb`` (in place) for reveal.js: the title and every ``##`` section a slide, every ``###``
     heading a sub-slide, an exercise's answer (a cell holding a solution region) a fragment shown on demand, the
     Colab install cell skipped; every other cell continues the slide before it."""
+    _check_notebook(nb)
     from .notebooks import BEGIN
 
     for k, cell in enumerate(nb.cells):
@@ -188,6 +199,7 @@ def render(solutions: Path, *, html: Path | None = None, slides: Path | None = N
     names start with one of these (e.g. "03"). The notebooks themselves are not changed. Returns the files written."""
     nbconvert = _needs("nbconvert")
     _needs("latex2mathml")
+    check_int("timeout", timeout, 1)
     if html is None and slides is None:
         raise ValueError("give html or slides (or both): the folders to write the pages and the decks to")
     paths = _select(solutions, only)

@@ -113,6 +113,13 @@ def test_slides_start_at_sections_and_hide_exercise_answers_in_fragments(tmp_pat
     assert kinds == ["skip", "slide", "-", "slide", "fragment", "slide"]
     with pytest.raises(ValueError, match="^give html or slides"):
         render(tmp_path)
+    with pytest.raises(ValueError, match="^only must be a list"):
+        render(tmp_path, html=tmp_path / "html", only="99")  # a string would match names by its characters
+    with pytest.raises(ValueError, match="^timeout"):
+        render(tmp_path, html=tmp_path / "html", timeout=0)
+    for call in (slide_types, static_widgets):
+        with pytest.raises(ValueError, match="^nb must be a notebook"):
+            call({"cells": []})
 
 
 @pytest.fixture(scope="module")
