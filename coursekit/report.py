@@ -299,10 +299,11 @@ def _edit_scores(judge, out: torch.Tensor, original: torch.Tensor, edited, chang
 
 
 def _edit_rows(judge, out: torch.Tensor, original: torch.Tensor, edited, change: str, truth: torch.Tensor,
-               region: torch.Tensor) -> list[dict]:
+               region: torch.Tensor, extra: Callable[[list[int]], dict] | None = None) -> list[dict]:
     """``_edit_scores`` split by the scenes' object count: one row per count present, with ``objects`` and
     ``edits``. Two-object rows add ``binding_swapped``, the share the judge reads with some attribute of the two
-    objects exchanged (``evaluate.swapped_reading``): the caption's words drawn on the wrong object."""
+    objects exchanged (``evaluate.swapped_reading``): the caption's words drawn on the wrong object. ``extra``: more
+    of a row's entries, from the indices of its edits."""
     from .evaluate import swapped_reading
 
     rows = []
@@ -313,7 +314,7 @@ def _edit_rows(judge, out: torch.Tensor, original: torch.Tensor, edited, change:
                **_edit_scores(judge, out[i], original[i], edited[i], change, truth[i], region[i])}
         if k >= 2:
             row["binding_swapped"] = round(swapped_reading(judge, out[i], edited[i])["any"].float().mean().item(), 3)
-        rows.append(row)
+        rows.append({**row, **(extra(i) if extra else {})})
     return rows
 
 
@@ -348,11 +349,11 @@ def diffedit(quick: bool) -> dict:
                       num_inference_steps=steps).images.clamp(-1, 1)
             spent = time.perf_counter() - start + (seconds if name != "true region" else 0.0)
             iou = mask_iou(mask, region)
-            for row in _edit_rows(judge, out, x, edited, change, truth, region):
-                i = (edited.num_objects == row["objects"]).nonzero().flatten()
-                rows.append({"change": change, "mask": name, **row, "mask_iou": _stats(iou[i]),
-                             "best_threshold_iou": _stats(best[i]), "mask_share": round(mask[i].mean().item(), 3),
-                             "true_share": round(region[i].mean().item(), 3), "seconds": round(spent, 1)})
+            masks_of = lambda i: {"mask_iou": _stats(iou[i]), "best_threshold_iou": _stats(best[i]),  # noqa: E731
+                                  "mask_share": round(mask[i].mean().item(), 3),
+                                  "true_share": round(region[i].mean().item(), 3), "seconds": round(spent, 1)}
+            rows += [{"change": change, "mask": name, **row}
+                     for row in _edit_rows(judge, out, x, edited, change, truth, region, masks_of)]
         start = time.perf_counter()
         out = pipe.generate(query, num_inference_steps=steps, seed=0).clamp(-1, 1)
         spent = time.perf_counter() - start
