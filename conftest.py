@@ -11,9 +11,15 @@ the code (``tests/test_notebooks.py``, ``notebooks.stub_readers``).
 The prose is checked against the same run: when a solution's last cell has run, every decimal and percentage its
 markdown states must be shown by some code cell, printed or in the code (``notebooks.unmeasured_numbers``), so that
 prose cannot drift from what the cells measure. The last cell's test fails with the numbers that no cell shows.
+
+The suite runs in two pytest-xdist workers (``pyproject.toml``). Each gets its share of the cores, set before any
+test runs: two processes of one thread each do more work per second on two cores than one of two threads (a
+unit test's small convolutions and a kernel's Python between them do not split well across threads), and
+``OMP_NUM_THREADS`` carries the share to what a worker starts (notebook kernels, the CLI's subprocesses).
 """
 
 import copy
+import os
 
 import pytest
 
@@ -21,6 +27,12 @@ from coursekit.notebooks import BEGIN, strip_solutions, unmeasured_numbers
 
 SAVE = "__lesson_restore = __import__('coursekit.notebooks', fromlist=['snapshot']).snapshot(globals())"
 RESTORE = "__lesson_restore()"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    _threads = max(1, _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    __import__("torch").set_num_threads(_threads)
 
 
 LAST = {}  # a solution notebook's path -> the node id of its last cell, in run order
