@@ -87,12 +87,18 @@ def test_stages_run_alone_and_zero_steps_change_nothing(pipe, scene):
                                      zip(tuned.denoiser.parameters(), pipe.denoiser.parameters()))
 
 
-def test_bad_input_is_refused_and_the_seed_decides_the_draws(pipe, scene):
+def test_bad_input_is_refused_the_seed_decides_the_draws_and_guidance_changes_the_output(pipe, scene):
     image, caption, *_ = scene
     short = dict(embed_steps=2, tune_steps=1)
     result = imagic(pipe, image, caption, seed=3, **short)
     assert torch.equal(result.optimized, imagic(pipe, image, caption, seed=3, **short).optimized)
     assert not torch.equal(result.optimized, imagic(pipe, image, caption, seed=4, **short).optimized)
+    # generate's guidance_scale is used: None is the pipeline's default (3.0), another scale another image
+    draw = dict(num_inference_steps=2, seed=0)
+    weak, strong = (result.generate([0.5], guidance_scale=g, **draw) for g in (1.0, 5.0))
+    assert torch.equal(weak, result.generate([0.5], guidance_scale=1.0, **draw))
+    assert torch.equal(result.generate([0.5], **draw), result.generate([0.5], guidance_scale=3.0, **draw))
+    assert (weak - strong).abs().mean() > 0.1  # measured 0.333 (2 steps, seed 0); bound 1/3 of it
     with pytest.raises(ValueError, match="^image must be one image"):
         imagic(pipe, image.expand(2, -1, -1, -1), caption)
     with pytest.raises(ValueError, match="^image must lie in"):
