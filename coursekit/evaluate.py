@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import torch
 
-from ._checks import check_float, check_int, check_tensor
+from ._checks import check_float, check_int, check_tensor, values_checkable
 from .data.shapes import Scenes, ShapesWorld
 from .models.classifier import cell_targets
 
@@ -174,6 +174,48 @@ def level_errors(denoiser, schedule, x0: torch.Tensor, cond, levels=(50, 300, 70
         out["relative_error"].append(((prediction - target).pow(2).mean() / target.pow(2).mean()).item())
         out["t_change"].append(((prediction - other).norm() / prediction.norm()).item())
     return out
+
+
+def bayes_accuracy(candidates: torch.Tensor, truth: torch.Tensor, abar, draws: int = 16, seed: int = 0) -> torch.Tensor:
+    """How often the Bayes-optimal observer names the right one of K known clean images from a noisy copy of it.
+
+    ``candidates`` (B, K, C, H, W): per trial K equally likely images (one scene rendered K ways, say in each
+    colour); ``truth`` (B,) long: the one noised; ``abar`` a float or (L,) tensor of noise levels. The copy is
+    y = sqrt(abar) x_truth + sqrt(1 - abar) eps, and the observer picks the k of the largest likelihood,
+    log p(y | k) = const + (sqrt(abar) <y, x_k> - abar |x_k|^2 / 2) / (1 - abar). No network is involved: this
+    is what the noise level leaves of the choice, for any denoiser. Returns (L,) accuracies, each over B x
+    ``draws`` noisy copies.
+
+    Only inner products enter, <y, x_k> = sqrt(abar) G[truth, k] + sqrt(1 - abar) z_k with z ~ N(0, G), so the
+    draws come from each trial's K x K Gram matrix G = X X^T (float64) and never from a C x H x W noise image:
+    a 128-px candidate set costs what a 32-px one does. G grows as the pixel count for the same scene, the
+    reason a fixed noise level hides less of a larger image ("simple diffusion", eq. 4).
+    """
+    check_tensor("candidates", candidates, ndim=5)
+    B, K = candidates.shape[:2]
+    if K < 2:
+        raise ValueError(f"candidates must hold at least 2 images per trial, got shape {tuple(candidates.shape)}")
+    check_tensor("truth", truth, shape=(B,), floating=False)
+    if values_checkable(truth) and truth.numel() and (int(truth.min()) < 0 or int(truth.max()) >= K):
+        raise ValueError(f"truth must index the {K} candidates, got values in [{int(truth.min())}, {int(truth.max())}]")
+    abar = torch.as_tensor(abar, dtype=torch.float64).reshape(-1)
+    if not bool(((abar > 0) & (abar < 1)).all()):
+        raise ValueError(f"abar must lie in (0, 1), got {abar.tolist()}")
+    check_int("draws", draws, 1)
+    X = candidates.detach().cpu().double().flatten(2)  # (B, K, D)
+    G = X @ X.transpose(1, 2)  # (B, K, K)
+    values, vectors = torch.linalg.eigh(G)
+    root = vectors * values.clamp(min=0).sqrt()[:, None, :]  # root @ root^T = G
+    g = torch.Generator().manual_seed(seed)
+    z = torch.einsum("bkj,bnj->bnk", root, torch.randn(B, draws, K, generator=g, dtype=torch.float64))
+    own = G[torch.arange(B), truth.cpu()][:, None, :]  # (B, 1, K): <x_truth, x_k>
+    norms = G.diagonal(dim1=1, dim2=2)[:, None, :]  # (B, 1, K)
+    out = []
+    for a in abar.tolist():
+        inner = a**0.5 * own + (1 - a) ** 0.5 * z  # <y, x_k>, (B, draws, K)
+        pick = (a**0.5 * inner - a * norms / 2).argmax(-1)
+        out.append((pick == truth.cpu()[:, None]).double().mean())
+    return torch.stack(out)
 
 
 def _summarise(per_chunk: list[dict[str, torch.Tensor]]) -> dict:

@@ -21,6 +21,7 @@ def diffusion_loss(
     generator: torch.Generator | None = None,
     t_range: tuple[int, int] | None = None,
     prediction_type: str | None = None,
+    multiscale_base: int | None = None,
 ) -> torch.Tensor:
     """L_simple = E_{t, eps} || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2.
 
@@ -30,7 +31,8 @@ def diffusion_loss(
     states it for a denoiser that declares none): eps as above, x0 ("sample"), or
     v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho, ICLR 2022, sec. 4): in x0 terms v's weight
     is 1 + SNR rather than SNR, so the noisiest levels, where only the condition tells what the image
-    will be, still teach the model.
+    will be, still teach the model. ``multiscale_base`` replaces the plain MSE by ``multiscale_loss`` from that
+    resolution up ("simple diffusion").
     """
     check_tensor("x0", x0, ndim=range(2, 8))
     prediction_type = prediction_type_of(denoiser, prediction_type)
@@ -42,4 +44,30 @@ def diffusion_loss(
     t = torch.randint(low, high, (x0.shape[0],), generator=generator, device=device).to(x0.device)
     noise = randn(x0.shape, generator, x0.device, x0.dtype)
     target = output_from_x0_eps(x0, noise, schedule.abar(t, x0), prediction_type)
-    return F.mse_loss(denoiser(q_sample(x0, t, noise, schedule), t, cond), target)
+    prediction = denoiser(q_sample(x0, t, noise, schedule), t, cond)
+    if multiscale_base is not None:
+        return multiscale_loss(prediction, target, multiscale_base)
+    return F.mse_loss(prediction, target)
+
+
+def multiscale_loss(prediction: torch.Tensor, target: torch.Tensor, base: int = 32) -> torch.Tensor:
+    """"simple diffusion" (Hoogeboom, Heek & Salimans, ICML 2023, sec. 3.2): sum over s = base, 2 base, ..., d of
+    (1 / s) L^{s x s}, where L^{s x s} is the mean squared error after averaging both tensors to s x s.
+
+    A d x d image's plain MSE is dominated by its many high-frequency pixels; each pooled term sees only what
+    survives averaging, so an error in the coarse layout (a wrong colour over a whole object) is charged at every
+    scale while pixel-level error only at full resolution. (B, C, d, d) tensors; d / base a power of 2.
+    """
+    check_tensor("prediction", prediction, ndim=4)
+    check_tensor("target", target, shape=tuple(prediction.shape))
+    check_int("base", base, 1)
+    d = prediction.shape[-1]
+    if prediction.shape[-2] != d or d % base or (d // base) & (d // base - 1):
+        raise ValueError(f"prediction must be square with a side of base times a power of 2 (base {base}), "
+                         f"got {tuple(prediction.shape[-2:])}")
+    total, s = prediction.new_zeros(()), d
+    while s >= base:
+        k = d // s
+        total = total + F.mse_loss(F.avg_pool2d(prediction, k), F.avg_pool2d(target, k)) / s
+        s //= 2
+    return total

@@ -122,10 +122,54 @@ def shifted_cosine(T: int = 1000, resolution: int = 64, base_resolution: int = 6
     """
     check_int("T", T, 2)
     u = torch.arange(1, T + 1, dtype=torch.float64) / T
-    abar = torch.sigmoid(logsnr_shifted_cosine(u, resolution, base_resolution))
+    return _from_abar(torch.sigmoid(logsnr_shifted_cosine(u, resolution, base_resolution)),
+                      f"shifted_cosine({resolution}/{base_resolution})")
+
+
+def _from_abar(abar: torch.Tensor, name: str) -> NoiseSchedule:
+    """The schedule whose alphas_cumprod is ``abar`` (T,) float64: beta_t = 1 - abar_t / abar_{t-1}."""
     prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-    betas = (1 - abar / prev).to(torch.float32)
-    return NoiseSchedule(betas, f"shifted_cosine({resolution}/{base_resolution})")
+    return NoiseSchedule((1 - abar / prev).to(torch.float32), name)
+
+
+def shift_snr(schedule: NoiseSchedule, resolution: int, base_resolution: int) -> NoiseSchedule:
+    """Any schedule made for ``base_resolution`` images, shifted for ``resolution`` ("simple diffusion",
+    Hoogeboom, Heek & Salimans, ICML 2023, eq. 5): SNR_d(t) = SNR_base(t) * (base / d)^2, that is
+    log SNR + 2 log(base / d) at every t.
+
+    Why (their eq. 4): averaging s x s blocks of a d x d image keeps its low frequencies and divides the
+    noise variance by s^2, so at the same t a 128-px image holds what a 32-px one holds at 16 times the SNR.
+    The shifted schedule gives the d-px image, pooled to base size, the base schedule's SNR.
+    """
+    if not isinstance(schedule, NoiseSchedule):
+        raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    check_int("resolution", resolution, 1)
+    check_int("base_resolution", base_resolution, 1)
+    abar = schedule.alphas_cumprod.double()
+    logsnr = torch.log(abar) - torch.log1p(-abar) + 2 * math.log(base_resolution / resolution)
+    return _from_abar(torch.sigmoid(logsnr), f"{schedule.name} shifted {base_resolution}->{resolution}")
+
+
+def logsnr_interpolated_cosine(u: torch.Tensor, resolution: int, low: int = 32, high: int = 256,
+                               **kw) -> torch.Tensor:
+    """"simple diffusion", eq. 6, for very high resolutions: the cosine log SNR shifted as if for ``low``-px noise
+    at the noisiest end and for ``high``-px noise at the clean end, interpolated linearly in u:
+    u * logSNR_shift(low) + (1 - u) * logSNR_shift(high), with logSNR_shift(n) = logSNR_cos(u) + 2 log(n / d)
+    (the paper's 512-px models: low 32, high 256). The global layout, decided at high noise, gets the large
+    shift; the detail, decided late, a small one."""
+    check_int("low", low, 1)
+    check_int("high", high, low)
+    check_tensor("u", u, ndim=range(0, 8))
+    return (u * logsnr_shifted_cosine(u, resolution, low, **kw)
+            + (1 - u) * logsnr_shifted_cosine(u, resolution, high, **kw))
+
+
+def interpolated_cosine(T: int = 1000, resolution: int = 512, low: int = 32, high: int = 256) -> NoiseSchedule:
+    """Discretise ``logsnr_interpolated_cosine`` as ``shifted_cosine`` does: abar_t = sigmoid(logSNR((t + 1) / T))."""
+    check_int("T", T, 2)
+    u = torch.arange(1, T + 1, dtype=torch.float64) / T
+    return _from_abar(torch.sigmoid(logsnr_interpolated_cosine(u, resolution, low, high)),
+                      f"interpolated_cosine({resolution}: {low}..{high})")
 
 
 SCHEDULES = {
