@@ -38,7 +38,7 @@ def test_ilvr_copies_the_references_coarse_structure():
     plain = d.sample(DENOISER, SCHEDULE, x_T, d.DDIMSampler(25), progress=False)
     guided = d.sample(DENOISER, SCHEDULE, x_T, ILVR(d.DDIMSampler(25), reference, factor=4), progress=False)
     gap = lambda x: (low_pass(x, 4) - low_pass(reference, 4)).abs().mean().item()  # noqa: E731
-    assert gap(guided) < 0.05 * gap(plain)
+    assert gap(guided) < 0.003 * gap(plain)  # measured 0.0014 (0.00076 / 0.547, seed 1); bound about 2x
     finer = d.sample(DENOISER, SCHEDULE, x_T, ILVR(d.DDIMSampler(25), reference, factor=2), progress=False)
     assert (nearest(finer) == 3).all()
 
@@ -47,9 +47,13 @@ def test_universal_guidance_climbs_its_log_p_and_pixel_guidance_is_its_layout_ca
     """A score that wants bright images: the guided samples are brighter, more so with a larger scale; and
     PixelGuidance is UniversalGuidance with the layout's log-likelihood."""
     x_T = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(2))
-    brightness = {s: d.sample(d.UniversalGuidance(DENOISER, SCHEDULE, lambda x0: x0.mean((1, 2, 3)), s), SCHEDULE,
-                              x_T, d.DDIMSampler(10), progress=False).mean().item() for s in (0.0, 100.0, 1000.0)}
-    assert brightness[0.0] < brightness[100.0] < brightness[1000.0]
+    samples = {s: d.sample(d.UniversalGuidance(DENOISER, SCHEDULE, lambda x0: x0.mean((1, 2, 3)), s), SCHEDULE,
+                           x_T, d.DDIMSampler(10), progress=False) for s in (0.0, 100.0, 1000.0)}
+    brightness = {s: x.mean().item() for s, x in samples.items()}
+    # measured (seed 2): -0.211 unguided, 0.898 at 100, 1.009 at 1000; bounds about half of each step up
+    assert brightness[100.0] > brightness[0.0] + 0.55 and brightness[1000.0] > brightness[100.0] + 0.05
+    # at 100 every sample is brighter than all but the brightest training image (0.887); measured min 0.894
+    assert (samples[100.0].mean((1, 2, 3)) > 0.8).all()
     layout = torch.nn.functional.avg_pool2d(TRAIN[5:6], 4).expand(8, -1, -1, -1)
     pixel = PixelGuidance(DENOISER, SCHEDULE, layout, scale=30.0, factor=4)
     log_p = lambda x0: -0.5 * ((torch.nn.functional.avg_pool2d(x0, 4) - layout) ** 2).sum((1, 2, 3))  # noqa: E731
