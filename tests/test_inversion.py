@@ -26,12 +26,14 @@ def test_the_trajectory_runs_from_the_images_to_the_noise():
 
 @pytest.mark.slow
 def test_the_round_trip_sharpens_with_more_steps():
-    """Measured on these 2 images with their captions: PSNR 32.4 and 32.5 dB at 10 steps, 43.8 and 44.0 at 50."""
+    """Measured on these 2 images with their captions: PSNR 32.4 and 32.5 dB at 10 steps, 43.8 and 44.0 at 50
+    (37.1 and 37.4 at 20): about 4.9 dB per doubling of the steps."""
     errors = {}
     for steps in (10, 50):
         back = reconstruct(PIPE, invert(PIPE, IMAGES, SCENES.captions(), num_inference_steps=steps))
         errors[steps] = psnr(back, IMAGES).median().item()
-    assert errors[50] > 38 and errors[50] > errors[10] + 6, errors
+    # measured 43.9 dB at 50 steps, +11.4 dB from 10; bounds 1.9 dB and 2.4 dB below them
+    assert errors[50] > 42 and errors[50] > errors[10] + 9, errors
 
 
 def test_text_features_stand_in_for_the_caption():
