@@ -1,5 +1,6 @@
 """Scoring scenes: per-attribute and joint correctness, and the classifier's targets."""
 
+import dataclasses
 import math
 
 import pytest
@@ -62,8 +63,8 @@ class RenderingPipeline:
 
     resolution = 32
 
-    def __init__(self, noise=False):
-        self.noise = noise
+    def __init__(self, noise=False, swap=False):
+        self.noise, self.swap = noise, swap
 
     def generate(self, captions, guidance_scale, num_inference_steps, seed):
         g = torch.Generator().manual_seed(seed)
@@ -72,6 +73,10 @@ class RenderingPipeline:
         world = ShapesWorld(resolution=32)
         scenes = world.sample(len(captions), seed=0 if seed == 999 else seed)  # 999: chunk 0's captions again
         assert scenes.captions() == captions
+        if self.swap:  # every two-object scene drawn with its objects' colours exchanged: attribute binding
+            two, colour = scenes.num_objects == 2, scenes.colour.clone()
+            colour[two, 0], colour[two, 1] = scenes.colour[two, 1], scenes.colour[two, 0]
+            scenes = dataclasses.replace(scenes, colour=colour)
         return world.render(scenes)[0]
 
 
@@ -84,6 +89,14 @@ def test_caption_accuracy_scores_a_perfect_pipeline_near_one_and_noise_at_zero()
     perfect = caption_accuracy(RenderingPipeline(), judge, n=32, steps=1)
     assert perfect["joint"] >= 0.97 and perfect["diversity_rms"] == 0.0
     assert caption_accuracy(RenderingPipeline(noise=True), judge, n=32, steps=1)["joint"] == 0.0
+    assert perfect["two_objects"] > 8 and perfect["joint_two_objects"] >= 0.9 and perfect["binding_swapped"] == 0.0
+    swapped = caption_accuracy(RenderingPipeline(swap=True), judge, n=32, steps=1)
+    # every two-object scene of two colours is read with its colours swapped; those of one colour are right
+    scenes = ShapesWorld(resolution=32).sample(32, seed=0)
+    two = scenes.num_objects == 2
+    differ = (scenes.colour[two, 0] != scenes.colour[two, 1]).float().mean().item()
+    assert swapped["binding_swapped"] == pytest.approx(differ, abs=1 / 16) and differ > 0.5, (swapped, differ)
+    assert swapped["joint_two_objects"] <= 1 - differ + 1 / 16
 
 
 def test_diversity_is_the_mean_per_image_rms_distance_and_checks_its_inputs():
@@ -100,7 +113,7 @@ def test_level_errors_score_predicting_zero_as_one_and_a_t_blind_network_as_zero
     import coursekit.diffusion as d
     from coursekit.evaluate import level_errors
 
-    x0, schedule = torch.rand(4, 3, 8, 8) * 2 - 1, d.cosine()
+    x0, schedule = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1, d.cosine()
     zero = level_errors(lambda x, t, c: torch.zeros_like(x) + 1e-3 * x, schedule, x0, None, levels=(10, 990))
     assert all(abs(r - 1) < 0.01 for r in zero["relative_error"])
     assert zero["t_change"] == [0.0, 0.0]  # the output does not depend on t

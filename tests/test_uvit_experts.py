@@ -12,6 +12,7 @@ def small(**kw):
 
 
 def test_uvit_s2_size_and_protocol():
+    torch.manual_seed(0)
     with torch.device("meta"):
         assert round(count_parameters(UViT(uvit_small())) / 1e6) == 44  # U-ViT-S/2 on CIFAR-10: 44M
     for kw, cond in [({}, None), ({"num_classes": 10}, torch.tensor([3, 10])),
