@@ -173,12 +173,13 @@ def make_batch(recipe, step: int, rank: int = 0, processes: int = 1,
                device: str | torch.device = "cpu") -> tuple[torch.Tensor, Any]:
     """The batch of a step for one process: fresh shapes-world scenes from a seed fixed by (recipe seed,
     step, process), so every run, resumed or not, sees the same data. Diffusion recipes get caption
-    token ids; the classifier gets per-cell labels.
+    token ids (with attribute phrases left out at the recipe's ``attribute_dropout``); the classifier gets
+    per-cell labels.
 
     Scenes are drawn, rendered and tokenized on ``device`` by a generator of that device, so a GPU
     trainer never waits for the CPU or copies a batch (the same seed gives other scenes on another
     kind of device: each device has its own random stream)."""
-    from .data.shapes import ShapesWorld
+    from .data.shapes import ShapesWorld, omissions
     from .models.classifier import cell_targets
     from .models.text import Tokenizer, caption_ids
 
@@ -190,7 +191,8 @@ def make_batch(recipe, step: int, rank: int = 0, processes: int = 1,
     images = world.render(scenes)[0]
     if recipe.kind == "classifier":
         return images, cell_targets(scenes)
-    return images, caption_ids(Tokenizer(), scenes)
+    omit = omissions(scenes, recipe.attribute_dropout, generator) if recipe.attribute_dropout else None
+    return images, caption_ids(Tokenizer(), scenes, omit)
 
 
 def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: float | None = None,

@@ -39,6 +39,7 @@ class Recipe:
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     caption_dropout: float = 0.1
+    attribute_dropout: float = 0.0
     grad_clip: float = 1.0
     mixed_precision: str = "bf16"
     seed: int = 0
@@ -60,6 +61,7 @@ class Recipe:
         check_float("lr", self.lr, 0.0)
         check_float("ema_decay", self.ema_decay, 0.0, 1.0)
         check_float("caption_dropout", self.caption_dropout, 0.0, 1.0)
+        check_float("attribute_dropout", self.attribute_dropout, 0.0, 1.0)
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
 
@@ -83,14 +85,21 @@ class Recipe:
 # The text-to-image recipes are sized for one H100/H200: ``coursekit zoo build --minutes M`` replaces ``steps`` by
 # what a measured probe says fits M minutes and writes it into the card; the ``steps`` here serve
 # ``coursekit train NAME`` on its own.
+#
+# ``attribute_dropout``: besides the empty caption (``caption_dropout``), each attribute phrase of a training caption is
+# left out with this probability (``data.shapes.omissions``), so the model learns what a caption that does not name
+# an attribute means (lesson 03's diversity against guidance needs it). 0.05 per phrase leaves about two captions in
+# three whole; the shipped checkpoints (built before it) saw whole captions only, and their cards' recipes say 0.0.
 RECIPES = {r.name: r for r in (
-    Recipe("shapes-unet", "unet", steps=3000, batch_size=256, lr=4e-4),
+    Recipe("shapes-unet", "unet", steps=3000, batch_size=256, lr=4e-4, attribute_dropout=0.05),
     # PixArt-alpha's cross-attention to the caption tokens beside adaLN-Zero on the pooled vector. Measured on the
     # CPU (tests/test_architectures.py's small DiT, 16x16, equal steps and near-equal seconds): held-out v-loss
     # 0.161 after 150 steps, which the pooled-only DiT needs 300 steps for (0.258 after 150)
-    Recipe("shapes-dit", "dit", steps=3000, batch_size=256, lr=4e-4, model=dict(context_dim=TEXT_WIDTH)),
+    Recipe("shapes-dit", "dit", steps=3000, batch_size=256, lr=4e-4, attribute_dropout=0.05,
+           model=dict(context_dim=TEXT_WIDTH)),
     # the official code's MLP over the time token (``mlp_time_embed``): 8% lower held-out loss at small scale
-    Recipe("shapes-uvit", "uvit", steps=3000, batch_size=256, lr=4e-4, model=dict(time_mlp=True)),
+    Recipe("shapes-uvit", "uvit", steps=3000, batch_size=256, lr=4e-4, attribute_dropout=0.05,
+           model=dict(time_mlp=True)),
     Recipe("shapes-classifier", "classifier", steps=2000, batch_size=128, lr=2e-3, warmup=50, max_objects=3,
            caption_dropout=0.0, mixed_precision="no", max_seconds=600),
     # a few-second recipe for tests and for trying the trainer on a laptop

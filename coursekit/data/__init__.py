@@ -3,7 +3,9 @@
 from . import toy2d
 from .edits import CHANGES, AttributeEdits, attribute_edits
 from .mixture import GaussianMixture
-from .shapes import ATTRIBUTES, BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES, Scenes, ShapesWorld, parse_caption
+from .shapes import (ATTRIBUTES, BACKGROUNDS, CAPTION_PARTS, COLOURS, POSITIONS, SHAPES, SIZES, Scenes, ShapesWorld,
+                     omissions, parse_caption)
 
-__all__ = ["ATTRIBUTES", "AttributeEdits", "attribute_edits", "BACKGROUNDS", "CHANGES", "COLOURS", "GaussianMixture", "POSITIONS", "SHAPES", "SIZES", "Scenes",
-           "ShapesWorld", "parse_caption", "toy2d"]
+__all__ = ["ATTRIBUTES", "AttributeEdits", "attribute_edits", "BACKGROUNDS", "CAPTION_PARTS", "CHANGES", "COLOURS",
+           "GaussianMixture", "omissions", "POSITIONS", "SHAPES", "SIZES", "Scenes", "ShapesWorld", "parse_caption",
+           "toy2d"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from .._checks import check_choice, check_int, generator_from
+from .._checks import check_choice, check_float, check_generator, check_int, generator_from
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = {  # sRGB in [0, 1]: saturated, far apart, all distinct from every background
@@ -115,17 +115,29 @@ class Scenes:
         out["background"] = self.background
         return out
 
-    def captions(self) -> list[str]:
+    def captions(self, omit: dict[str, torch.Tensor] | None = None) -> list[str]:
         """One caption per scene, e.g. "a large red circle at the top left and a small blue square
-        in the center on a gray background"."""
+        in the center on a gray background".
+
+        ``omit`` (from ``omissions``) leaves attributes out: "a red at the top left on a gray background" (size and
+        shape left out), "a large red circle" (position and background). Omitted words are simply missing, so the
+        vocabulary does not change."""
+        if omit is not None:
+            _check_omit(omit, self)
         out = []
         for b in range(len(self)):
-            phrases = [
-                _object_phrase(SIZES_L[self.size[b, n]], COLOURS_L[self.colour[b, n]], SHAPES[self.shape[b, n]],
-                               POSITIONS[self.position[b, n]])
-                for n in range(self.present.shape[1]) if self.present[b, n]
-            ]
-            out.append(" and ".join(phrases) + f" on a {BACKGROUNDS_L[self.background[b]]} background")
+            phrases = []
+            for n in range(self.present.shape[1]):
+                if not self.present[b, n]:
+                    continue
+                words = {"size": SIZES_L[self.size[b, n]], "colour": COLOURS_L[self.colour[b, n]],
+                         "shape": SHAPES[self.shape[b, n]], "position": POSITIONS[self.position[b, n]]}
+                if omit is not None:
+                    words = {k: ("" if bool(omit[k][b, n]) else w) for k, w in words.items()}
+                phrases.append(_object_phrase(**words))
+            tail = "" if omit is not None and bool(omit["background"][b]) else \
+                f" on a {BACKGROUNDS_L[self.background[b]]} background"
+            out.append(" and ".join(phrases) + tail)
         return out
 
 
@@ -133,7 +145,37 @@ SIZES_L, COLOURS_L, BACKGROUNDS_L = tuple(SIZES), tuple(COLOURS), tuple(BACKGROU
 
 
 def _object_phrase(size: str, colour: str, shape: str, position: str) -> str:
-    return f"a {size} {colour} {shape} {position}"
+    return " ".join(w for w in ("a", size, colour, shape, position) if w)
+
+
+CAPTION_PARTS = ("size", "colour", "shape", "position", "background")
+
+
+def omissions(scenes: Scenes, p: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Which words to leave out of each caption, each attribute phrase independently with probability ``p``: (B, N)
+    bool for size, colour, shape and position of every object and (B,) for the background, drawn by ``generator``
+    on its device. Training on such captions (beside the empty one of classifier-free guidance) teaches a model
+    what a caption that does not say an attribute means: draw any value of it."""
+    if not isinstance(scenes, Scenes):
+        raise ValueError(f"scenes must be Scenes, got {type(scenes).__name__}")
+    p = check_float("p", p, 0.0, 1.0)
+    check_generator("generator", generator)
+    on = dict(generator=generator, device=generator.device if generator is not None else scenes.shape.device)
+    B, N = scenes.shape.shape
+    draw = torch.rand(B, N, 4, **on) < p
+    return {**{k: draw[..., i] for i, k in enumerate(CAPTION_PARTS[:4])}, "background": torch.rand(B, **on) < p}
+
+
+def _check_omit(omit, scenes: Scenes) -> None:
+    B, N = scenes.shape.shape
+    if not isinstance(omit, dict) or set(omit) != set(CAPTION_PARTS):
+        raise ValueError(f"omit must be a dict with keys {list(CAPTION_PARTS)} (see omissions), got "
+                         f"{sorted(omit) if isinstance(omit, dict) else type(omit).__name__}")
+    for k, v in omit.items():
+        want = (B,) if k == "background" else (B, N)
+        if not isinstance(v, torch.Tensor) or v.dtype != torch.bool or tuple(v.shape) != want:
+            raise ValueError(f"omit[{k!r}] must be a bool tensor of shape {want}, got "
+                             f"{getattr(v, 'dtype', type(v).__name__)} {tuple(getattr(v, 'shape', ()))}")
 
 
 _OBJECT = re.compile(

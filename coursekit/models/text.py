@@ -89,18 +89,21 @@ class Tokenizer:
         return [" ".join(self.words[i] for i in row.tolist() if i not in (PAD, BOS)) for row in ids]
 
 
-def caption_ids(tokenizer: Tokenizer, scenes) -> torch.Tensor:
-    """``tokenizer(scenes.captions())`` computed from the scenes' attribute tensors, on their device,
-    without a Python loop over captions or a host synchronisation: (B, max_length) long.
+def caption_ids(tokenizer: Tokenizer, scenes, omit: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """``tokenizer(scenes.captions(omit))`` computed from the scenes' attribute tensors, on their device,
+    without a Python loop over captions or a host synchronisation: (B, max_length) long. ``omit``
+    (``data.shapes.omissions``) leaves attribute words out.
 
     A caption is [BOS] obj_0 ("and" obj_k)... "on a" bg "background", obj = "a" size colour shape
     position-words. Every object phrase is laid out in a padded row of word ids; its first column
     in the caption is one plus the lengths of the phrases before it; a scatter writes the rows.
     """
-    from ..data.shapes import Scenes
+    from ..data.shapes import Scenes, _check_omit
 
     if not isinstance(scenes, Scenes):
         raise ValueError(f"scenes must be Scenes, got {type(scenes).__name__}")
+    if omit is not None:
+        _check_omit(omit, scenes)
     device, (B, N) = scenes.shape.device, scenes.shape.shape
     word = _word_tables(tokenizer.words, device)
     # (B, N, 5 + words): "and" (dropped for object 0), "a", size, colour, shape, position words
@@ -112,6 +115,11 @@ def caption_ids(tokenizer: Tokenizer, scenes) -> torch.Tensor:
     first = (torch.arange(N, device=device) == 0)[None, :, None]  # object 0 has no "and"
     used = ((column < 5 + word["position length"][scenes.position][..., None]) & ~(first & (column == 0))
             & scenes.present[..., None])
+    if omit is not None:  # columns 2, 3, 4: size, colour, shape; 5 on: the position's words
+        left_out = torch.stack([omit["size"], omit["colour"], omit["shape"]], -1)  # (B, N, 3)
+        left_out = torch.cat([torch.zeros_like(left_out[..., :2]), left_out,
+                              omit["position"][..., None].expand(-1, -1, phrase.shape[-1] - 5)], -1)
+        used = used & ~left_out.to(device)
     length = used.sum(-1)  # (B, N) words of each phrase
     start = 1 + length.cumsum(1) - length  # (B, N) where each phrase begins, after [BOS]
     target = start[..., None] + used.long().cumsum(-1) - 1  # (B, N, C) the column of each used word
@@ -126,7 +134,10 @@ def caption_ids(tokenizer: Tokenizer, scenes) -> torch.Tensor:
     ids.scatter_(1, torch.where(used, target, width - 1).flatten(1), phrase.flatten(1))  # unused: a cut column
     tail = torch.cat([word["on a"].expand(B, 2), word["background"][scenes.background][:, None],
                       word["the word background"].expand(B, 1)], dim=1)  # (B, 4)
-    ids.scatter_(1, end[:, None] + torch.arange(4, device=device), tail)
+    where = end[:, None] + torch.arange(4, device=device)
+    if omit is not None:  # no "on a <bg> background": into the cut column
+        where = torch.where(omit["background"].to(device)[:, None], width - 1, where)
+    ids.scatter_(1, where, tail)
     ids[:, 0] = BOS
     return ids[:, :tokenizer.max_length]
 
