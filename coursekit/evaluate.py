@@ -89,7 +89,11 @@ def swapped_reading(judge, images: torch.Tensor, scenes: Scenes) -> dict[str, to
     check_tensor("images", images, ndim=4)
     if not isinstance(scenes, Scenes) or len(scenes) != len(images):
         raise ValueError(f"scenes must be Scenes, one per image ({len(images)}), got {type(scenes).__name__}")
-    read = judge.predict(images)
+    return _swapped(judge.predict(images), scenes)
+
+
+def _swapped(read: dict[str, torch.Tensor], scenes: Scenes) -> dict[str, torch.Tensor]:
+    """``swapped_reading`` from the judge's predictions ``read``, on the scenes' device."""
     right = scene_accuracy(read, scenes)
     two = scenes.present[:, :2].all(1) if scenes.present.shape[1] >= 2 else torch.zeros(len(scenes), dtype=torch.bool)
     out = {}
@@ -249,22 +253,33 @@ def classifier_accuracy(classifier, n: int = 1024, seed: int = 0, max_objects: i
 def caption_accuracy(pipeline, classifier, n: int = 256, guidance: float = 3.0, steps: int = 25, seed: int = 0,
                      max_objects: int = 2) -> dict:
     """Generate one image per caption of n fresh scenes and score it with the classifier; also the
-    diversity: the mean RMS distance between two images of the same caption from different seeds."""
+    diversity: the mean RMS distance between two images of the same caption from different seeds.
+
+    And attribute binding, over the two-object captions: ``joint_two_objects`` (their joint accuracy) and
+    ``binding_swapped``, the share of them that the judge reads wrong for the caption but right with the two
+    objects' values of some attribute exchanged (``swapped_reading``): the words drawn on the wrong object."""
     chunks = _chunks(n)
     world = ShapesWorld(resolution=pipeline.resolution, max_objects=max_objects)
-    per_chunk, spread = [], []
+    per_chunk, spread, two, swapped = [], [], [], []
     for c in range(chunks):
         scenes = world.sample(CHUNK, seed=seed * 1000 + c)
         captions = scenes.captions()
         images = pipeline.generate(captions, guidance_scale=guidance, num_inference_steps=steps, seed=seed * 1000 + c)
-        pred = classifier.predict(images.clamp(-1, 1).to(next(classifier.parameters()).device))
-        per_chunk.append(scene_accuracy({k: v.cpu() for k, v in pred.items()}, scenes))
+        judged = images.clamp(-1, 1).to(next(classifier.parameters()).device)
+        read = {k: v.cpu() for k, v in classifier.predict(judged).items()}
+        per_chunk.append(scene_accuracy(read, scenes))
+        two.append(scenes.num_objects == 2)
+        swapped.append(_swapped(read, scenes)["any"])
         if c == 0:  # diversity on the first chunk: the same captions again, with other noise
             again = pipeline.generate(captions, guidance_scale=guidance, num_inference_steps=steps,
                                       seed=seed * 1000 + 999)
             spread.append(diversity_rms(images, again))
+    two, swapped, joint = torch.cat(two), torch.cat(swapped), torch.cat([c["joint"] for c in per_chunk])
+    binding = {"two_objects": int(two.sum()),
+               "joint_two_objects": round(joint[two].float().mean().item(), 4) if two.any() else None,
+               "binding_swapped": round(swapped[two].float().mean().item(), 4) if two.any() else None}
     return {"n": n, "guidance": guidance, "steps": steps, **_summarise(per_chunk),
-            "diversity_rms": round(sum(spread) / len(spread), 4)}
+            "diversity_rms": round(sum(spread) / len(spread), 4), **binding}
 
 
 def evaluate(name: str, n: int | None = None, steps: int = 25, guidances=(1.0, 3.0), device: str = "cpu",
