@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from coursekit.models import Experts, UViT, uvit_small
+from coursekit.models import ConditionSwitch, Experts, UViT, uvit_small
 from coursekit.models.counting import count_parameters
 
 
@@ -70,6 +70,31 @@ def test_split_experts_start_equal_to_the_model_and_train_independently():
     assert torch.allclose(out[:2], base(x[:2], t[:2], y[:2]), atol=1e-6) and not torch.allclose(out[2:], base(x[2:], t[2:], y[2:]))
 
 
+def test_a_condition_switch_gives_each_level_its_condition_and_samples_as_one_denoiser_when_they_agree():
+    from coursekit import zoo
+    from coursekit.diffusion import sample
+
+    echo = lambda x, t, cond: x * 0 + cond[:, None]  # noqa: E731  (returns the condition it was given)
+    echo.prediction_type = "v_prediction"
+    low, high = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 30.0])
+    switch = ConditionSwitch(echo, boundaries=[500], conds=[low, high], T=1000)
+    assert switch.prediction_type == "v_prediction"
+    out = switch(torch.zeros(3, 2), torch.tensor([999, 500, 499]))
+    assert out[:, 0].tolist() == [10.0, 20.0, 3.0]  # sample i takes row i of its interval's condition
+    # on the shipped model, guided: the same caption on both sides is the guided denoiser itself, bit for bit;
+    # another caption late changes the image
+    pipe = zoo.load("shapes-unet")
+    a, b = pipe.text_features(["a red circle on a white background"]), pipe.text_features(["a blue square"])
+    x_T = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    guided, sampler = pipe.guided(3.0), pipe.sampler(4)
+    plain = sample(guided, pipe.schedule, x_T, sampler, cond=a, progress=False)
+    same = sample(ConditionSwitch(guided, [400], [a, a], 1000), pipe.schedule, x_T, sampler, progress=False)
+    other = sample(ConditionSwitch(guided, [400], [b, a], 1000), pipe.schedule, x_T, sampler, progress=False)
+    assert torch.equal(same, plain) and (other - plain).abs().mean() > 0.03  # measured 0.074 (steps at t = 250, 0)
+    with pytest.raises(ValueError, match="^cond must be None"):
+        switch(torch.zeros(3, 2), torch.tensor([1, 2, 3]), cond=low)
+
+
 def predicting_v():
     module = torch.nn.Identity()
     module.prediction_type = "v_prediction"
@@ -89,6 +114,9 @@ def predicting_v():
     (lambda: Experts([torch.nn.Identity()], [500], T=1000), "experts"),
     (lambda: Experts([torch.nn.Identity()] * 2, [1000], T=1000), "boundaries"),
     (lambda: Experts([torch.nn.Identity(), predicting_v()], [500], T=1000), "experts"),
+    (lambda: ConditionSwitch("unet", [500], [1, 2], T=1000), "denoiser"),
+    (lambda: ConditionSwitch(predicting_v(), [500], [1], T=1000), "conds"),
+    (lambda: ConditionSwitch(predicting_v(), [500, 400], [1, 2, 3], T=1000), "boundaries"),
 ])
 def test_bad_config_or_input(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):

@@ -19,6 +19,30 @@ from .._checks import check_int, check_tensor, check_timesteps
 from ..diffusion.forward import prediction_type_of
 
 
+def _edges(boundaries: Sequence[int], T: int) -> list[int]:
+    """[0, b_1, ..., b_{K-1}, T], checked: increasing ints strictly inside (0, T)."""
+    check_int("T", T, 2)
+    edges = [0, *boundaries, T]
+    if any(not isinstance(b, int) for b in boundaries) or any(a >= b for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"boundaries must be increasing ints strictly inside (0, {T}), got {list(boundaries)}")
+    return edges
+
+
+def _route(which: torch.Tensor, calls: Sequence, x: torch.Tensor, t: torch.Tensor, conds: Sequence) -> torch.Tensor:
+    """Call ``calls[k](x[sel], t[sel], conds[k][sel])`` for the samples whose ``which`` is k (a tensor cond is split
+    along the batch, anything else passed whole) and put the outputs back in batch order."""
+    out = None
+    for k, (call, cond) in enumerate(zip(calls, conds)):
+        sel = which == k
+        if not bool(sel.any()):
+            continue
+        part = call(x[sel], t[sel], cond[sel] if isinstance(cond, torch.Tensor) else cond)
+        if out is None:
+            out = part.new_empty(x.shape[:1] + part.shape[1:])
+        out[sel] = part
+    return out
+
+
 class Experts(nn.Module):
     """A denoiser that sends each sample to the expert of its timestep's interval.
 
@@ -29,12 +53,9 @@ class Experts(nn.Module):
 
     def __init__(self, experts: Sequence[nn.Module], boundaries: Sequence[int], T: int):
         super().__init__()
-        check_int("T", T, 2)
+        _edges(boundaries, T)
         if len(experts) != len(boundaries) + 1:
             raise ValueError(f"experts must number len(boundaries) + 1 = {len(boundaries) + 1}, got {len(experts)}")
-        edges = [0, *boundaries, T]
-        if any(not isinstance(b, int) for b in boundaries) or any(a >= b for a, b in zip(edges, edges[1:])):
-            raise ValueError(f"boundaries must be increasing ints strictly inside (0, {T}), got {list(boundaries)}")
         kinds = {prediction_type_of(e) for e in experts}
         if len(kinds) > 1:
             raise ValueError(f"experts must share one prediction_type, got {sorted(kinds)}")
@@ -61,14 +82,36 @@ class Experts(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         check_tensor("x", x, finite=False)
         t = check_timesteps("t", t, self.T, batch=x.shape[0]).expand(x.shape[0])
-        which = self.expert_of(t)
-        out = None
-        for k, expert in enumerate(self.experts):
-            sel = which == k
-            if not bool(sel.any()):
-                continue
-            part = expert(x[sel], t[sel], cond[sel] if isinstance(cond, torch.Tensor) else cond)
-            if out is None:
-                out = part.new_empty(x.shape[:1] + part.shape[1:])
-            out[sel] = part
-        return out
+        return _route(self.expert_of(t), self.experts, x, t, [cond] * len(self.experts))
+
+
+class ConditionSwitch:
+    """One denoiser under a different condition on each interval of noise levels: ``conds[k]`` for
+    b_k <= t < b_{k+1} (b_0 = 0, b_K = T; so ``conds[-1]`` rules the noisiest levels, which sampling visits
+    first). The sampler must pass cond None.
+
+    A tensor cond holds one row per sample of the batch. eDiff-I's observation (Balaji et al. 2022, sec. 4): a text-to-image denoiser reads the text while
+    the noise is high and hardly at all late, so sampling under caption A down to a level and under B after it
+    shows when each attribute is decided. It is an ensemble of experts in which every expert is the same network,
+    and ``Experts`` routes the same way. ``denoiser`` may be guided: ``pipe.guided(3.0)`` with text features as
+    the conds keeps classifier-free guidance against the empty caption throughout.
+    """
+
+    def __init__(self, denoiser, boundaries: Sequence[int], conds: Sequence, T: int):
+        if not callable(denoiser):
+            raise ValueError(f"denoiser must be callable (x, t, cond), got {type(denoiser).__name__}")
+        _edges(boundaries, T)
+        if isinstance(conds, str) or not isinstance(conds, Sequence) or len(conds) != len(boundaries) + 1:
+            raise ValueError(f"conds must be a list of len(boundaries) + 1 = {len(boundaries) + 1} conditions, got "
+                             f"{len(conds) if isinstance(conds, Sequence) else type(conds).__name__}")
+        self.denoiser, self.conds, self.T = denoiser, list(conds), T
+        self.boundaries = torch.tensor(list(boundaries), dtype=torch.long)
+        self.prediction_type = prediction_type_of(denoiser)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        if cond is not None:
+            raise ValueError("cond must be None: a ConditionSwitch brings its own conds, one per interval")
+        check_tensor("x", x, finite=False)
+        t = check_timesteps("t", t, self.T, batch=x.shape[0]).expand(x.shape[0])
+        which = torch.bucketize(t, self.boundaries.to(t.device), right=True)
+        return _route(which, [self.denoiser] * len(self.conds), x, t, self.conds)
