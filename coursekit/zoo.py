@@ -19,6 +19,7 @@ from torch import nn
 
 from ._checks import check_choice, check_float, check_int
 from .diffusion.forward import PREDICTION_TYPES
+from .diffusion.schedules import SCHEDULES
 from .models.text import WIDTH as TEXT_WIDTH
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -52,6 +53,8 @@ class Recipe:
     model: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
         check_choice("architecture", self.architecture, ARCHITECTURES)
         for name in ("steps", "batch_size", "save_every"):
             check_int(name, getattr(self, name), 1)
@@ -64,6 +67,16 @@ class Recipe:
         check_float("attribute_dropout", self.attribute_dropout, 0.0, 1.0)
         check_choice("mixed_precision", self.mixed_precision, ("no", "bf16"))
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        check_float("weight_decay", self.weight_decay, 0.0)
+        check_float("grad_clip", self.grad_clip, 0.0)
+        check_int("seed", self.seed, 0)
+        check_int("resolution", self.resolution, 1)
+        check_int("max_objects", self.max_objects, 1)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        if self.max_seconds is not None:
+            check_float("max_seconds", self.max_seconds, 0.0)
+        if not isinstance(self.model, dict):
+            raise ValueError(f"model must be a dict of the architecture's config fields, got {self.model!r}")
 
     @property
     def kind(self) -> str:
@@ -122,8 +135,8 @@ def recipe(name: str) -> Recipe:
         if not isinstance(data, dict):
             raise ValueError(f"recipe file {name!r} must hold a JSON object (a recipe or a model card)")
         return Recipe.from_dict(data["recipe"] if "recipe" in data else data)
-    if name not in RECIPES:
-        raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
+    if not isinstance(name, str) or name not in RECIPES:
+        raise ValueError(f"name must be one of the recipes {sorted(RECIPES)} or a .json recipe file, got {name!r}")
     return RECIPES[name]
 
 
