@@ -81,10 +81,14 @@ def test_a_folder_of_another_code_version_or_with_the_model_is_not_overwritten(t
     assert sorted(p.name for p in folder.iterdir()) == ["runs", "shapes-classifier.json"]
 
 
-def test_the_cli_reports_bad_input_in_one_line(tmp_path):
+def test_the_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     from coursekit.cli import main
 
     assert main(["zoo", "build", "tiny-unet", "--minutes", "0", "--folder", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    # one line on stderr naming the command and the argument, no traceback, nothing on stdout, nothing written
+    assert out == "" and err == "coursekit zoo: error: minutes must be > 0, got 0.0\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
