@@ -73,11 +73,16 @@ def test_every_module_has_a_layer():
     assert not missing, f"modules without a layer in ARCHITECTURE.md: {missing}"
 
 
+def upward_imports(g: dict[str, set[str]], table: dict[str, int]) -> list[str]:
+    """Each import of ``g`` from the same or a higher layer of another part."""
+    return [f"{m} (layer {table[part(m)]}) imports {d} (layer {table[part(d)]})"
+            for m, deps in g.items() for d in sorted(deps)
+            if part(d) != part(m) and table[part(d)] >= table[part(m)]]
+
+
 def test_modules_import_only_from_lower_layers():
     table = {**layers(), "coursekit": 0}  # the package root holds only __version__
-    wrong = [f"{m} (layer {table[part(m)]}) imports {d} (layer {table[part(d)]})"
-             for m, deps in graph().items() for d in deps
-             if part(d) != part(m) and table[part(d)] >= table[part(m)]]
+    wrong = upward_imports(graph(), table)
     assert not wrong, "imports against ARCHITECTURE.md:\n" + "\n".join(wrong)
 
 
@@ -122,3 +127,21 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
     (fake / "bad.py").write_text("def f():\n    from ..zoo import load\n")
     monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
     assert imports(fake / "bad.py") == {"coursekit.zoo"}
+
+
+def test_the_layer_rule_reports_upward_and_same_layer_imports(tmp_path, monkeypatch):
+    """The rule's negative control, on a small synthetic package: a layer-1 module importing the zoo (layer 4) and
+    one importing viz (layer 1, another part) are reported; imports downwards and within a part are not."""
+    table = {**layers(), "coursekit": 0}
+    package = tmp_path / "coursekit"
+    (package / "diffusion").mkdir(parents=True)
+    for path, text in {"__init__.py": "", "zoo.py": "from .diffusion import ddim\n", "viz.py": "",
+                       "diffusion/__init__.py": "from . import ddim\n", "diffusion/ddim.py": "",
+                       "diffusion/up.py": "def f():\n    from ..zoo import load\n",
+                       "diffusion/side.py": "import coursekit.viz\n"}.items():
+        (package / path).write_text(text)
+    module = __import__(__name__)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "PACKAGE", package)
+    assert upward_imports(graph(), table) == ["coursekit.diffusion.side (layer 1) imports coursekit.viz (layer 1)",
+                                              "coursekit.diffusion.up (layer 1) imports coursekit.zoo (layer 4)"]
