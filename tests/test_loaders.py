@@ -90,3 +90,33 @@ def test_an_unknown_key_passes_only_at_the_librarys_default():
 def test_a_step_count_below_one_is_refused():
     with pytest.raises(ValueError, match="^num_inference_steps must be >= 1"):
         from_diffusers(DDIMScheduler(), 0)
+
+
+def test_from_diffusers_refuses_other_schedulers_eta_off_ddim_and_no_step_count():
+    from diffusers import EulerDiscreteScheduler
+
+    with pytest.raises(ValueError, match=r"^scheduler must be one of \['DDIMScheduler'"):
+        from_diffusers(EulerDiscreteScheduler(), 10)
+    with pytest.raises(ValueError, match=r"^scheduler_class must be one of \['DDIMScheduler'"):
+        interop.sampler_settings_from_diffusers(DDIMScheduler().config, EulerDiscreteScheduler)
+    for cls in (DDPMScheduler, DDIMInverseScheduler):
+        with pytest.raises(ValueError, match=f"^eta applies to DDIMScheduler only, got eta=0.5 for {cls.__name__}"):
+            from_diffusers(cls(), 10, eta=0.5)
+    with pytest.raises(ValueError, match="^num_inference_steps must be given, or set on the scheduler"):
+        from_diffusers(DDIMScheduler())  # no set_timesteps yet
+    scheduler = DDIMScheduler()
+    scheduler.set_timesteps(7)
+    assert from_diffusers(scheduler)[1].num_steps == 7 and from_diffusers(scheduler, 3)[1].num_steps == 3
+
+
+def test_trained_betas_give_the_schedulers_own_alphas_cumprod():
+    """A schedule that is none of the named ones (sorted random betas): read as given, exactly."""
+    from coursekit.diffusion import linear
+
+    betas = torch.sort(torch.rand(1000, generator=torch.Generator().manual_seed(0)) * 0.02 + 1e-4).values
+    scheduler = DDIMScheduler(trained_betas=betas.numpy())
+    schedule, _ = from_diffusers(scheduler, 10)
+    assert schedule.name == "trained" and torch.equal(schedule.betas, scheduler.betas)
+    assert torch.equal(schedule.alphas_cumprod, scheduler.alphas_cumprod)  # measured max gap 0.0
+    # not the linear schedule the scheduler's beta_schedule still names (they differ by up to 0.0062)
+    assert (linear(1000).alphas_cumprod - scheduler.alphas_cumprod).abs().max() > 1e-3
