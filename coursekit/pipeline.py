@@ -202,7 +202,10 @@ class Pipeline:
     def text_features(self, prompt: Sequence[str]) -> torch.Tensor:
         """The text encoder's features (B, L, width), in float32 whatever the encoder's dtype: the ``cond`` every
         method passes the denoiser (computed once per call, not once per step), and one that can be optimised
-        (null-text inversion, Imagic)."""
+        (null-text inversion, Imagic). ``prompt``: a list of captions, each checked as ``check_prompt`` checks it."""
+        if isinstance(prompt, str) or not isinstance(prompt, Sequence):
+            raise ValueError(f"prompt must be a list of strings, got {type(prompt).__name__}")
+        prompt = self.check_prompt(prompt, len(prompt))
         return self.encoder(self.encode_text(prompt))[0].float()
 
     def check_prompt_embeds(self, prompt_embeds, name: str = "prompt_embeds") -> torch.Tensor:

@@ -275,6 +275,17 @@ def test_loading_leaves_the_global_rng_as_it_was_and_generate_takes_steps_or_a_s
         pipe.generate(["a puce circle"])
 
 
+def test_text_features_check_the_prompt_as_the_methods_do():
+    pipe = zoo.load("shapes-unet")
+    assert pipe.text_features(["a red circle", ""]).shape == (2, 32, 128)
+    # an unknown word was mapped to the unknown token before, silently
+    with pytest.raises(ValueError, match=r"^prompt\[1\] has words the model does not know: \['puce'\]"):
+        pipe.text_features(["a red circle", "a puce circle"])
+    for bad in ("a red circle", None, [3]):
+        with pytest.raises(ValueError, match="^prompt"):
+            pipe.text_features(bad)
+
+
 def test_every_shipped_data_file_is_declared_package_data():
     """A wheel (what Colab's `pip install git+...` builds) carries only the package data pyproject.toml declares; an
     editable install hides a missing declaration. Every file under checkpoints/ and static/ must match a glob
