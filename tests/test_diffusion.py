@@ -1,6 +1,8 @@
 """Schedules, parameterisations, the sampling loop's contract, and bad input."""
 
 
+import re
+
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
@@ -178,3 +180,15 @@ class PredictsV:
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         call()
+
+
+def test_progress_shows_a_bar_for_sample_and_invert(capsys):
+    sch, zero = d.linear(), lambda x, t, c: torch.zeros_like(x)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    d.sample(zero, sch, x, d.DDIMSampler(3), progress=False)
+    d.invert(zero, sch, x, d.DDIMInverter(3), progress=False)
+    assert capsys.readouterr() == ("", "")
+    d.sample(zero, sch, x, d.DDIMSampler(3), progress=True)
+    d.invert(zero, sch, x, d.DDIMInverter(4), progress=True)
+    err = capsys.readouterr().err
+    assert re.search(r"sample: 100%.*\| 3/3 ", err) and re.search(r"invert: 100%.*\| 4/4 ", err), err
