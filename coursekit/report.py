@@ -440,9 +440,66 @@ def editing_methods(quick: bool) -> dict:
     return {"setup": setup, "rows": rows, "imagic_eta": imagic_eta}
 
 
+def caption_switch(quick: bool) -> dict:
+    """eDiff-I's observation on shapes-unet, no training (Balaji et al. 2022, sec. 4): sample one-object scenes under
+    caption A at the noisy levels t >= t_s and under caption B (one attribute changed) below, with
+    ``models.ConditionSwitch``, and count how often the judge reads that attribute as A's value or B's. ``share_a``
+    = reads A / (reads A or B); the decision level is where it crosses 0.5 as t_s moves (linear between switch
+    points): the caption decides an attribute near there, and a switch later than that leaves A's value."""
+    from . import zoo
+    from .data import ATTRIBUTES, BACKGROUNDS, ShapesWorld
+    from .diffusion import sample
+    from .evaluate import edit_success
+    from .models import ConditionSwitch
+
+    n, steps, levels, attributes = ((4, 8, (700, 400), ("colour", "background")) if quick else
+                                    (32, 20, (950, 900, 800, 700, 600, 500, 300), ("background", "position", "colour",
+                                                                                  "shape", "size")))
+    guidance, seed = 3.0, 3000
+    pipe, judge = zoo.load("shapes-unet"), zoo.load("shapes-classifier")
+    source = ShapesWorld(resolution=32, max_objects=1).sample(n, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    x_T = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed + 1))
+    guided, sampler = pipe.guided(guidance, batch=n), pipe.sampler(steps)
+    run = lambda denoiser, cond=None: sample(denoiser, pipe.schedule, x_T, sampler, cond=cond,  # noqa: E731
+                                             progress=False).clamp(-1, 1)
+    a = pipe.text_features(source.captions())
+    all_a = run(guided, a)
+    rows = []
+    for attribute in attributes:
+        start = time.perf_counter()
+        values = len(BACKGROUNDS) if attribute == "background" else len(ATTRIBUTES[attribute])
+        old = source.background if attribute == "background" else getattr(source, attribute)[:, 0]
+        new = (old + torch.randint(1, values, (n,), generator=g)) % values
+        target = source.change(**{attribute: new}) if attribute == "background" else source.change(0, **{attribute: new})
+        b = pipe.text_features(target.captions())
+        images = {"all B": run(guided, b), **{f"t_s={t_s}": run(ConditionSwitch(guided, [t_s], [b, a], pipe.schedule.T))
+                                              for t_s in levels}, "all A": all_a}
+        shares = {}
+        for name, y in images.items():
+            reads_a = edit_success(judge, y, source, attribute)["target"]
+            reads_b = edit_success(judge, y, target, attribute)["target"]
+            either = (reads_a | reads_b).float().sum().item()
+            shares[name] = {"share_a": round(reads_a.float().sum().item() / either, 3) if either else None,
+                            "reads_a": int(reads_a.sum()), "reads_b": int(reads_b.sum())}
+        curve = [(pipe.schedule.T, shares["all B"]["share_a"]), *((t_s, shares[f"t_s={t_s}"]["share_a"]) for t_s in levels),
+                 (0, shares["all A"]["share_a"])]  # all B: a switch at T; all A: at 0
+        decision = None
+        for (t1, s1), (t2, s2) in zip(curve, curve[1:]):  # levels fall: the share of A rises
+            if s1 is not None and s2 is not None and s1 < 0.5 <= s2:
+                decision = round(t1 + (0.5 - s1) / (s2 - s1) * (t2 - t1))
+                break
+        rows.append({"attribute": attribute, "shares": shares, "decision_level": decision,
+                     "seconds": round(time.perf_counter() - start, 1)})
+    return {"setup": {"model": "shapes-unet", "judge": "shapes-classifier", "scenes": n, "objects": 1, "seed": seed,
+                      "steps": steps, "guidance": guidance, "switch_levels": list(levels),
+                      "timesteps": [t for t, _ in sampler.plan(pipe.schedule.T)]}, "rows": rows}
+
+
 SECTIONS: dict[str, Callable[[bool], dict]] = {"sdedit": sdedit, "compositing": compositing, "sparse": sparse, "inversion": inversion, "null_text": null_text,
                                                "ddib_2d": ddib_2d, "ddib_images": ddib_images,
-                                               "diffedit": diffedit, "editing_methods": editing_methods}
+                                               "diffedit": diffedit, "editing_methods": editing_methods,
+                                               "caption_switch": caption_switch}
 
 
 def report(quick: bool = False, sections: Sequence[str] | None = None) -> dict:

@@ -86,6 +86,13 @@ def test_the_effects_point_the_way_the_papers_say(quick):
             assert by[method, change, objects]["psnr_outside_region"]["median"] > imagic_row["psnr_outside_region"]["median"]
     background = next(r for r in s["ddib_images"]["rows"] if r["change"] == "background")
     assert background["target_reached"] >= 0.75 and background["cycle_psnr"]["median"] > 15
+    # quick, measured (4 one-object scenes, 8 steps): caption A throughout is read as A 4/4, B throughout as B 4/4;
+    # the background follows A when B takes over at t = 400, B when it takes over at 700 (decision level 550)
+    for row in s["caption_switch"]["rows"]:
+        shares = row["shares"]
+        assert shares["all A"]["share_a"] == 1 and shares["all B"]["share_a"] == 0, row
+        levels = [shares[f"t_s={t}"]["share_a"] for t in s["caption_switch"]["setup"]["switch_levels"]]
+        assert levels[-1] >= levels[0], row  # the later the switch, the more of A is kept
 
 
 def test_nearest_distance_is_small_inside_a_domain_and_large_outside():
