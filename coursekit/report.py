@@ -471,10 +471,11 @@ def caption_switch(quick: bool) -> dict:
         values = len(BACKGROUNDS) if attribute == "background" else len(ATTRIBUTES[attribute])
         old = source.background if attribute == "background" else getattr(source, attribute)[:, 0]
         new = (old + torch.randint(1, values, (n,), generator=g)) % values
-        target = source.change(**{attribute: new}) if attribute == "background" else source.change(0, **{attribute: new})
+        target = source.change(**{attribute: new}) if attribute == "background" else \
+            source.change(0, **{attribute: new})
         b = pipe.text_features(target.captions())
-        images = {"all B": run(guided, b), **{f"t_s={t_s}": run(ConditionSwitch(guided, [t_s], [b, a], pipe.schedule.T))
-                                              for t_s in levels}, "all A": all_a}
+        switched = {f"t_s={t_s}": run(ConditionSwitch(guided, [t_s], [b, a], pipe.schedule.T)) for t_s in levels}
+        images = {"all B": run(guided, b), **switched, "all A": all_a}
         shares = {}
         for name, y in images.items():
             reads_a = edit_success(judge, y, source, attribute)["target"]
@@ -482,8 +483,8 @@ def caption_switch(quick: bool) -> dict:
             either = (reads_a | reads_b).float().sum().item()
             shares[name] = {"share_a": round(reads_a.float().sum().item() / either, 3) if either else None,
                             "reads_a": int(reads_a.sum()), "reads_b": int(reads_b.sum())}
-        curve = [(pipe.schedule.T, shares["all B"]["share_a"]), *((t_s, shares[f"t_s={t_s}"]["share_a"]) for t_s in levels),
-                 (0, shares["all A"]["share_a"])]  # all B: a switch at T; all A: at 0
+        curve = [(pipe.schedule.T, shares["all B"]["share_a"]),  # all B: a switch at T; all A: at 0
+                 *((t_s, shares[f"t_s={t_s}"]["share_a"]) for t_s in levels), (0, shares["all A"]["share_a"])]
         decision = None
         for (t1, s1), (t2, s2) in zip(curve, curve[1:]):  # levels fall: the share of A rises
             if s1 is not None and s2 is not None and s1 < 0.5 <= s2:

@@ -12,7 +12,8 @@ from .unet import UNet, UNetConfig, unet_ddpm_cifar10, unet_shapes
 from .uvit import UViT, UViTConfig, uvit_shapes, uvit_small
 
 __all__ = [
-    "ConditionSwitch", "DIT_SIZES", "DiT", "DiTConfig", "Experts", "MixtureDenoiser", "ToyMLP", "UNet", "UNetConfig", "UViT", "UViTConfig",
+    "ConditionSwitch", "DIT_SIZES", "DiT", "DiTConfig", "Experts", "MixtureDenoiser", "ToyMLP", "UNet", "UNetConfig",
+    "UViT", "UViTConfig",
     "activation_shapes", "count_macs", "count_parameters", "dit_b2", "dit_l2", "dit_s2", "dit_shapes", "dit_size", "dit_xl2",
     "unet_ddpm_cifar10", "unet_shapes", "uvit_shapes", "uvit_small",
 ]

@@ -90,11 +90,12 @@ class ConditionSwitch:
     b_k <= t < b_{k+1} (b_0 = 0, b_K = T; so ``conds[-1]`` rules the noisiest levels, which sampling visits
     first). The sampler must pass cond None.
 
-    A tensor cond holds one row per sample of the batch. eDiff-I's observation (Balaji et al. 2022, sec. 4): a text-to-image denoiser reads the text while
-    the noise is high and hardly at all late, so sampling under caption A down to a level and under B after it
-    shows when each attribute is decided. It is an ensemble of experts in which every expert is the same network,
-    and ``Experts`` routes the same way. ``denoiser`` may be guided: ``pipe.guided(3.0)`` with text features as
-    the conds keeps classifier-free guidance against the empty caption throughout.
+    A tensor cond holds one row per sample of the batch. eDiff-I (Balaji et al. 2022, sec. 4) observes that a
+    text-to-image denoiser reads the text while the noise is high and hardly at all late; sampling under caption A
+    down to a level and under B after it measures when each attribute is decided (``coursekit report
+    caption_switch``: on shapes-unet the layout early, colour, shape and size only near t = 200). It is an ensemble
+    of experts in which every expert is the same network, routed as ``Experts`` routes. ``denoiser`` may be guided:
+    ``pipe.guided(3.0)`` with text features as the conds keeps classifier-free guidance against the empty caption.
     """
 
     def __init__(self, denoiser, boundaries: Sequence[int], conds: Sequence, T: int):
