@@ -162,8 +162,9 @@ def test_the_deck_starts_offline_in_chromium(pages):
 
 @pytest.mark.slow
 def test_a_lesson_renders_as_a_page_and_a_deck_with_its_figures_that_read_offline(tmp_path):
-    """Lesson 01 through the command, as an instructor builds it: its 3 figures inline (the timestep features,
-    cross-attention on and off), the U-Net explorer's printout at its defaults in the widget's place, every formula
+    """Lesson 01 through the command, as an instructor builds it: its 6 figures inline (the timestep features,
+    cross-attention on and off, one scene noised at three resolutions, the Bayes accuracy at one schedule and
+    shifted), the U-Net explorer's printout at its defaults in the widget's place, every formula
     typeset, the committed notebook unchanged."""
     from coursekit.cli import main
 
@@ -174,12 +175,12 @@ def test_a_lesson_renders_as_a_page_and_a_deck_with_its_figures_that_read_offlin
     page, deck = tmp_path / "html" / "01_the_unet.html", tmp_path / "slides" / "01_the_unet.slides.html"
     text = page.read_text()
     first_heading = nbformat.read(source, as_version=4).cells[1].source.splitlines()[0].lstrip("# ")
-    assert first_heading.split(" ")[-1] in text and text.count('<img alt="No description') == 3
+    assert first_heading.split(" ")[-1] in text and text.count('<img alt="No description') == 6
     assert text.count("an interactive widget: run the notebook") == 1
     assert "Traceback" not in text and "NotImplementedError" not in text
     assert source.read_text() == before  # the committed notebook keeps no outputs
     seen = read_offline(page)
-    assert seen["images"] == 3 and seen["images_broken"] == seen["images_without_box"] == 0, seen
+    assert seen["images"] == 6 and seen["images_broken"] == seen["images_without_box"] == 0, seen
     assert seen["math"] > 10 and seen["math_without_box"] == seen["tex_left"] == seen["subscripts_not_lowered"] == 0, seen
     seen = read_offline(deck)
     assert seen["reveal_ready"] and seen["slides"] > 5 and seen["images_broken"] == 0, seen
