@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import torch
 
-from ._checks import check_float, check_int, check_tensor, values_checkable
+from ._checks import check_float, check_index, check_int, check_tensor
 from .data.shapes import Scenes, ShapesWorld
 from .models.classifier import cell_targets
 
@@ -200,8 +200,7 @@ def bayes_accuracy(candidates: torch.Tensor, truth: torch.Tensor, abar, draws: i
     if K < 2:
         raise ValueError(f"candidates must hold at least 2 images per trial, got shape {tuple(candidates.shape)}")
     check_tensor("truth", truth, shape=(B,), floating=False)
-    if values_checkable(truth) and truth.numel() and (int(truth.min()) < 0 or int(truth.max()) >= K):
-        raise ValueError(f"truth must index the {K} candidates, got values in [{int(truth.min())}, {int(truth.max())}]")
+    check_index("truth", truth, K)
     abar = torch.as_tensor(abar, dtype=torch.float64).reshape(-1)
     if not bool(((abar > 0) & (abar < 1)).all()):
         raise ValueError(f"abar must lie in (0, 1), got {abar.tolist()}")
