@@ -72,8 +72,14 @@ def train(
     precision: str = "fp32",
     prediction_type: str | None = None,
     progress: bool = True,
+    loss_fn: Callable[..., torch.Tensor] | None = None,
+    lr_factor: Callable[[int], float] | None = None,
 ) -> list[float]:
     """Run ``steps`` steps of gradient descent on ``diffusion_loss``; returns the per-step losses.
+
+    ``loss_fn(model, schedule, x0, cond, generator=)`` replaces ``diffusion_loss`` (then ``t_range`` and
+    ``prediction_type`` must be None): ``unidiffuser_loss`` trains a two-modality network on pairs (x0, y0).
+    ``lr_factor(step)`` scales ``lr`` at each step (e.g. ``warmup_cosine(0, steps)``); constant when None.
 
     ``precision="bf16"`` runs the forward pass under bf16 autocast (weights and optimizer stay fp32):
     on GPUs, and on CPUs with native bf16 (AVX512-BF16, AMX), about twice the throughput.
@@ -84,20 +90,34 @@ def train(
         raise ValueError("batches must be a function step -> (x0, cond)")
     check_int("steps", steps, 1)
     check_choice("precision", precision, ("fp32", "bf16"))
-    prediction_type = prediction_type_of(model, prediction_type)
+    if loss_fn is not None:
+        if not callable(loss_fn):
+            raise ValueError(f"loss_fn must be callable (model, schedule, x0, cond, generator=), got {type(loss_fn).__name__}")
+        if t_range is not None or prediction_type is not None:
+            raise ValueError("t_range and prediction_type must be None with a loss_fn: they belong to diffusion_loss")
+    else:
+        prediction_type = prediction_type_of(model, prediction_type)
     device = next(model.parameters()).device.type
     if grad_clip is not None:
         check_float("grad_clip", grad_clip, 0.0)
     optimizer = make_optimizer(model, lr)
+    if lr_factor is not None and not callable(lr_factor):
+        raise ValueError(f"lr_factor must be callable step -> factor, got {type(lr_factor).__name__}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor) if lr_factor is not None else None
     generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
     model.train()
     losses = []
     for step in tqdm(range(steps), desc="train", disable=not progress):
         x0, cond = batches(step)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = diffusion_loss(model, schedule, x0, cond, generator=generator, t_range=t_range,
-                                  prediction_type=prediction_type)
+            if loss_fn is not None:
+                loss = loss_fn(model, schedule, x0, cond, generator=generator)
+            else:
+                loss = diffusion_loss(model, schedule, x0, cond, generator=generator, t_range=t_range,
+                                      prediction_type=prediction_type)
         optimize(loss, model, optimizer, grad_clip)
+        if scheduler is not None:
+            scheduler.step()
         losses.append(loss.item())
     model.eval()
     return losses

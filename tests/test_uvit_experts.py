@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from coursekit.models import ConditionSwitch, Experts, UViT, uvit_small
+from coursekit.models import ConditionSwitch, Experts, UViT, tree_boundaries, uvit_small
 from coursekit.models.counting import count_parameters
 
 
@@ -68,6 +68,21 @@ def test_split_experts_start_equal_to_the_model_and_train_independently():
         experts.experts[1].decoder.bias.add_(1.0)
         out = experts(x, t, y)
     assert torch.allclose(out[:2], base(x[:2], t[:2], y[:2]), atol=1e-6) and not torch.allclose(out[2:], base(x[2:], t[2:], y[2:]))
+
+
+def test_tree_of_experts_halves_the_extreme_intervals():
+    assert tree_boundaries(1000, 1) == [500]
+    assert tree_boundaries(1000, 2) == [500, 750] and tree_boundaries(1000, 3, "high") == [500, 750, 875]
+    assert tree_boundaries(1000, 2, "low") == [250, 500] and tree_boundaries(1000, 2, "both") == [250, 500, 750]
+    model = torch.nn.Linear(2, 2)
+    model.prediction_type = "epsilon"
+    tree = Experts.tree(model, 1000, 2, "both")
+    assert [tree.interval(k) for k in range(4)] == [(0, 250), (250, 500), (500, 750), (750, 1000)]
+    assert all(torch.equal(e.weight, model.weight) and e.weight is not model.weight for e in tree.experts)
+    with pytest.raises(ValueError, match="side must be one of"):
+        tree_boundaries(1000, 2, "middle")
+    with pytest.raises(ValueError, match="levels must leave every interval"):
+        tree_boundaries(4, 3)
 
 
 def test_a_condition_switch_gives_each_level_its_condition_and_samples_as_one_denoiser_when_they_agree():

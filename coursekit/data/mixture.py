@@ -108,7 +108,8 @@ class GaussianMixture:
         return torch.einsum("k,kde->de", self.weights, second) - m[:, None] * m[None, :]
 
     def posterior(self, x_t: torch.Tensor, abar: torch.Tensor | None = None) -> torch.Tensor:
-        """p(component k | x_t) at noise level ``abar`` (B,) (clean data when None), (B, K) float64."""
+        """p(component k | x_t) at noise level ``abar`` (B,), or (B, D) per coordinate as in ``eps`` (clean data
+        when None), (B, K) float64."""
         return torch.softmax(self._noised(x_t, abar)[2], dim=1)
 
     def eps(self, x_t: torch.Tensor, abar: torch.Tensor, component: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,6 +118,9 @@ class GaussianMixture:
         eps = sqrt(1 - abar) sum_k w_k(x_t) (abar Sigma_k + (1 - abar) I)^-1 (x_t - sqrt(abar) mu_k),
         with w_k the posterior responsibility of component k, or, given ``component`` (B,) long,
         the one-hot choice of that component (the class-conditional denoiser).
+        With diagonal covariances ``abar`` may be (B, D), one level per coordinate: coordinates noised
+        independently (UniDiffuser's image and text at two timesteps); abar = 1 on a coordinate conditions on
+        its clean value, abar = 0 leaves it out.
         """
         pz, a, logp = self._noised(x_t, abar)
         if component is None:
@@ -128,20 +132,25 @@ class GaussianMixture:
             w = torch.nn.functional.one_hot(component.to(pz.device), self.K).double()
         U = None if self.eigvecs is None else self.eigvecs.to(pz.device)
         pdiff = pz if U is None else torch.einsum("kde,bke->bkd", U, pz)  # back to the data basis
-        return (1 - a[:, :, 0]).sqrt() * torch.einsum("bk,bkd->bd", w, pdiff)
+        return (1 - a[:, 0, :]).sqrt() * torch.einsum("bk,bkd->bd", w, pdiff)
 
     def _noised(self, x_t: torch.Tensor, abar: torch.Tensor | None):
         """For each component of the noised mixture: precision times (x_t - mean) in its eigenbasis
-        (B, K, D), abar (B, 1, 1), and log pi_k + log N(x_t; component k) up to a constant (B, K)."""
+        (B, K, D), abar (B, 1, 1) or per coordinate (B, 1, D), and log pi_k + log N(x_t; component k) up to a
+        constant (B, K)."""
         check_tensor("x_t", x_t, shape=(None, self.D))
         B = x_t.shape[0]
         x = x_t.double()
         if abar is None:
             abar = torch.ones(B, dtype=torch.float64)
-        check_tensor("abar", abar, shape=(B,))
+        check_tensor("abar", abar, ndim=(1, 2))
+        if abar.shape not in ((B,), (B, self.D)):
+            raise ValueError(f"abar must have shape ({B},) or ({B}, {self.D}), got {tuple(abar.shape)}")
+        if abar.ndim == 2 and self.eigvecs is not None:
+            raise ValueError("abar may hold one level per coordinate (B, D) only for diagonal covariances")
         if bool((abar < 0).any()) or bool((abar > 1).any()):
             raise ValueError("abar must lie in [0, 1]")
-        a = abar.double().to(x.device)[:, None, None]  # (B, 1, 1)
+        a = abar.double().to(x.device).reshape(B, 1, -1)  # (B, 1, 1) or (B, 1, D)
         var = a * self.eigvals.to(x.device) + (1 - a)  # (B, K, D) eigenvalues of the noised covariance
         diff = x[:, None, :] - a.sqrt() * self.means.to(x.device)  # (B, K, D)
         z = diff if self.eigvecs is None else torch.einsum("bkd,kde->bke", diff, self.eigvecs.to(x.device))

@@ -62,6 +62,21 @@ def gaussian_ring(k: int = 8, radius: float = 2.0, std: float = 0.2) -> Gaussian
     return GaussianMixture(means, torch.full((k, 2), std**2, dtype=torch.float64))
 
 
+def paired_ring(k: int = 8, radius: float = 2.0, std: float = 0.5, code: float = 1.5,
+                code_std: float = 0.05) -> GaussianMixture:
+    """Points of ``gaussian_ring(k, radius, std)`` paired with a label code: the joint of (x, y) on R^(2 + k), where
+    component j is x ~ N(mu_j, std^2 I) beside y ~ N(code e_j, code_std^2 I). Every distribution UniDiffuser learns
+    (p(x), p(y), p(x | y), p(y | x), the joint) is then a Gaussian mixture with a known noised score: the first 2
+    coordinates are the "image", the other k the "text". With std 0.5 neighbouring components overlap, so naming a
+    point's label is uncertain and image-to-text must be calibrated, not a lookup."""
+    ring = gaussian_ring(k, radius, std)
+    if check_float("code", code, 0.0) == 0 or check_float("code_std", code_std, 0.0) == 0:
+        raise ValueError(f"code and code_std must be > 0, got {code} and {code_std}")
+    means = torch.cat([ring.means, code * torch.eye(k, dtype=torch.float64)], 1)
+    variances = torch.cat([ring.eigvals, torch.full((k, k), code_std**2, dtype=torch.float64)], 1)
+    return GaussianMixture(means, variances)
+
+
 def _gaussians(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Samples of ``gaussian_ring()``."""
     return gaussian_ring().sample(n, generator)[0]

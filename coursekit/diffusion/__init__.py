@@ -14,7 +14,7 @@ from .forward import (
 )
 from .guidance import ILVR, ClassifierFreeGuidance, PixelGuidance, UniversalGuidance, low_pass
 from .interop import from_diffusers, sampler_settings_from_diffusers, schedule_from_diffusers
-from .loss import diffusion_loss, multiscale_loss
+from .loss import diffusion_loss, multiscale_loss, unidiffuser_loss
 from .sampling import Denoiser, invert, predict_x0, sample
 from .schedules import (
     SCHEDULES,
@@ -41,5 +41,5 @@ __all__ = [
     "output_from_x0_eps", "PixelGuidance", "predict_x0", "prediction_type_of", "PREDICTION_TYPES", "q_sample",
     "sample", "sampler_settings_from_diffusers", "scaled_linear", "schedule_from_diffusers", "SCHEDULES", "shift_snr",
     "shifted_cosine", "sigmoid", "SPACINGS",
-    "timesteps", "UniversalGuidance", "v_from_x0_eps", "x0_eps_from_output", "x0_from_eps"
+    "timesteps", "unidiffuser_loss", "UniversalGuidance", "v_from_x0_eps", "x0_eps_from_output", "x0_from_eps"
 ]

@@ -71,3 +71,26 @@ def multiscale_loss(prediction: torch.Tensor, target: torch.Tensor, base: int = 
         total = total + F.mse_loss(F.avg_pool2d(prediction, k), F.avg_pool2d(target, k)) / s
         s //= 2
     return total
+
+
+def unidiffuser_loss(network, schedule: NoiseSchedule, x0: torch.Tensor, y0: torch.Tensor, *,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """UniDiffuser's objective (Bao et al., ICML 2023, eq. 5):
+    E || eps_theta(x_{t_x}, y_{t_y}, t_x, t_y) - [eps_x, eps_y] ||^2 with t_x, t_y independent and uniform on [0, T).
+
+    One network learns the noise of both modalities at every pair of levels, so every distribution of the pair is a
+    choice of timesteps (``models.unidiffuser``). ``network(x_t, y_t, t_x, t_y) -> (eps_x, eps_y)``; x0 (B, ...) and
+    y0 (B, ...) one pair per row. The mean is over all B (dim_x + dim_y) numbers. t and noise come from ``generator``.
+    """
+    check_tensor("x0", x0, ndim=range(2, 8))
+    check_tensor("y0", y0, ndim=range(2, 8))
+    if y0.shape[0] != x0.shape[0]:
+        raise ValueError(f"y0 must hold one row per row of x0 ({x0.shape[0]}), got {y0.shape[0]}")
+    check_generator("generator", generator)
+    B, device = x0.shape[0], generator.device if generator is not None else x0.device
+    t_x = torch.randint(0, schedule.T, (B,), generator=generator, device=device).to(x0.device)
+    t_y = torch.randint(0, schedule.T, (B,), generator=generator, device=device).to(x0.device)
+    eps_x = randn(x0.shape, generator, x0.device, x0.dtype)
+    eps_y = randn(y0.shape, generator, y0.device, y0.dtype)
+    out_x, out_y = network(q_sample(x0, t_x, eps_x, schedule), q_sample(y0, t_y, eps_y, schedule), t_x, t_y)
+    return F.mse_loss(torch.cat([out_x.flatten(1), out_y.flatten(1)], 1), torch.cat([eps_x.flatten(1), eps_y.flatten(1)], 1))

@@ -1,19 +1,21 @@
-"""Denoisers: the U-Net, DiT and U-ViT networks, eDiff-I experts, a 2-D toy MLP, and the analytic Gaussian-mixture oracle.
+"""Denoisers: the U-Net, DiT and U-ViT networks, eDiff-I experts, UniDiffuser's tasks, 2-D toy MLPs, and the analytic
+Gaussian-mixture oracles.
 
 Every one is called as ``out = model(x_t, t, cond)`` (ARCHITECTURE.md, "The one protocol").
 """
 
-from .analytic import MixtureDenoiser
+from .analytic import JointMixtureDenoiser, MixtureDenoiser
 from .counting import activation_shapes, count_macs, count_parameters
 from .dit import DIT_SIZES, DiT, DiTConfig, dit_b2, dit_l2, dit_s2, dit_shapes, dit_size, dit_xl2
-from .experts import ConditionSwitch, Experts
+from .experts import ConditionSwitch, Experts, tree_boundaries
 from .toy import ToyMLP
+from .unidiffuser import UniDiffuser, UniToyMLP
 from .unet import UNet, UNetConfig, unet_ddpm_cifar10, unet_shapes
 from .uvit import UViT, UViTConfig, uvit_shapes, uvit_small
 
 __all__ = [
-    "ConditionSwitch", "DIT_SIZES", "DiT", "DiTConfig", "Experts", "MixtureDenoiser", "ToyMLP", "UNet", "UNetConfig",
-    "UViT", "UViTConfig",
+    "ConditionSwitch", "DIT_SIZES", "DiT", "DiTConfig", "Experts", "JointMixtureDenoiser", "MixtureDenoiser", "ToyMLP",
+    "UNet", "UNetConfig", "UniDiffuser", "UniToyMLP", "UViT", "UViTConfig",
     "activation_shapes", "count_macs", "count_parameters", "dit_b2", "dit_l2", "dit_s2", "dit_shapes", "dit_size", "dit_xl2",
-    "unet_ddpm_cifar10", "unet_shapes", "uvit_shapes", "uvit_small",
+    "tree_boundaries", "unet_ddpm_cifar10", "unet_shapes", "uvit_shapes", "uvit_small",
 ]

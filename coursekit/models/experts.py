@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_int, check_tensor, check_timesteps
+from .._checks import check_choice, check_int, check_tensor, check_timesteps
 from ..diffusion.forward import prediction_type_of
 
 
@@ -43,6 +43,22 @@ def _route(which: torch.Tensor, calls: Sequence, x: torch.Tensor, t: torch.Tenso
     return out
 
 
+def tree_boundaries(T: int, levels: int, side: str = "high") -> list[int]:
+    """The boundaries of eDiff-I's binary tree of experts (Balaji et al. 2022, sec. 4.1): the shared model's interval
+    [0, T) is halved, then the half at the ``side`` end ("high" noise, "low" noise, or "both" ends) is halved again,
+    ``levels`` times in all; the paper grows only the extreme nodes, where the denoiser's task is most its own.
+    With t drawn uniformly in training, halving t halves the training distribution's mass. E.g. (1000, 2) ->
+    [500, 750] ("high"), [250, 500] ("low"), [250, 500, 750] ("both")."""
+    check_int("T", T, 2)
+    check_int("levels", levels, 1)
+    check_choice("side", side, ("high", "low", "both"))
+    if T >> levels == 0:
+        raise ValueError(f"levels must leave every interval at least one timestep: 2 ** levels <= T = {T}, got {levels}")
+    high = [T - (T >> k) for k in range(1, levels + 1)]  # T/2, 3T/4, ...
+    low = [T >> k for k in range(levels, 0, -1)]  # ..., T/4, T/2
+    return {"high": high, "low": low, "both": sorted(set(high) | set(low))}[side]
+
+
 class Experts(nn.Module):
     """A denoiser that sends each sample to the expert of its timestep's interval.
 
@@ -68,6 +84,11 @@ class Experts(nn.Module):
     def split(cls, model: nn.Module, boundaries: Sequence[int], T: int) -> Experts:
         """Copy a model trained on all levels into one expert per interval (to be fine-tuned on it)."""
         return cls([copy.deepcopy(model) for _ in range(len(boundaries) + 1)], boundaries, T)
+
+    @classmethod
+    def tree(cls, model: nn.Module, T: int, levels: int, side: str = "high") -> Experts:
+        """``split`` at ``tree_boundaries(T, levels, side)``: eDiff-I's tree of experts copied from one model."""
+        return cls.split(model, tree_boundaries(T, levels, side), T)
 
     def interval(self, k: int) -> tuple[int, int]:
         """[low, high) of the timesteps expert k handles."""
