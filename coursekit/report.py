@@ -497,10 +497,64 @@ def caption_switch(quick: bool) -> dict:
                       "timesteps": [t for t, _ in sampler.plan(pipe.schedule.T)]}, "rows": rows}
 
 
+def unidiffuser(quick: bool) -> dict:
+    """UniDiffuser's one network against bespoke ones (Bao et al. 2023), on lesson 09's points paired with label codes
+    (``toy2d.paired_ring``), where every distribution is known exactly: per training seed, one ``UniToyMLP`` trained
+    with ``unidiffuser_loss`` on every pair of levels, and two more of the same size and steps trained for one task
+    only (``clean="y"``: text-to-image; ``clean="x"``: image-to-text). Each is sampled with DDIM and scored as the
+    lesson scores it: text-to-image, the exact p(asked label | x) of the drawn points; image-to-text, how often the
+    drawn code names the true label; the exact joint denoiser through the same sampler gives the reference."""
+    from .data import toy2d
+    from .diffusion import DDIMSampler, cosine, sample
+    from .diffusion.loss import unidiffuser_loss
+    from .models import JointMixtureDenoiser, UniDiffuser, UniToyMLP
+    from .train import train, warmup_cosine
+
+    seeds, steps, n = ((0,), 300, 400) if quick else ((0, 1, 2), 2000, 1000)
+    K, schedule, sampler = 8, cosine(), DDIMSampler(num_steps=25)
+    joint, ring = toy2d.paired_ring(K), toy2d.gaussian_ring(K, 2.0, 0.5)
+    asked = torch.arange(n) % K
+    g = torch.Generator().manual_seed(1)
+    x_T, y_T = torch.randn(n, 2, generator=g), torch.randn(n, K, generator=g)
+    pairs, true_label = joint.sample(n, torch.Generator().manual_seed(2))
+
+    def score(network, tasks=("text-to-image", "image-to-text")) -> dict:
+        uni, out = UniDiffuser(network, schedule.T), {}
+        with torch.no_grad():
+            if "text-to-image" in tasks:
+                x = sample(uni.image(), schedule, x_T, sampler, cond=joint.means[asked, 2:].float(),
+                           progress=False)
+                out["text-to-image"] = round(ring.posterior(x)[torch.arange(n), asked].mean().item(), 3)
+            if "image-to-text" in tasks:
+                y = sample(uni.text(), schedule, y_T, sampler, cond=pairs[:, :2], progress=False)
+                out["image-to-text"] = round((y.argmax(1) == true_label).float().mean().item(), 3)
+        return out
+
+    rows = []
+    for seed in seeds:
+        row = {"seed": seed}
+        for name, clean, tasks in (("one network", None, ("text-to-image", "image-to-text")),
+                                   ("text-to-image only", "y", ("text-to-image",)),
+                                   ("image-to-text only", "x", ("image-to-text",))):
+            data = torch.Generator().manual_seed(seed)
+            torch.manual_seed(seed)
+            net = UniToyMLP(2, K, width=128)
+            start = time.perf_counter()
+            train(net, schedule, lambda step: (lambda z: (z[:, :2], z[:, 2:]))(joint.sample(512, data)[0]), steps,
+                  lr=3e-3, seed=seed, lr_factor=warmup_cosine(0, steps), progress=False,
+                  loss_fn=lambda m, s, x0, y0, generator: unidiffuser_loss(m, s, x0, y0, generator=generator, clean=clean))
+            row[name] = {**score(net, tasks), "train_seconds": round(time.perf_counter() - start, 1)}
+        rows.append(row)
+    return {"setup": {"data": "toy2d.paired_ring(8)", "network": "UniToyMLP(2, 8, width=128)", "steps": steps,
+                      "batch": 512, "lr": "3e-3, cosine to 0", "sampler": "DDIM, 25 steps", "samples": n,
+                      "seeds": list(seeds)},
+            "exact": score(JointMixtureDenoiser(joint, schedule, 2)), "rows": rows}
+
+
 SECTIONS: dict[str, Callable[[bool], dict]] = {"sdedit": sdedit, "compositing": compositing, "sparse": sparse, "inversion": inversion, "null_text": null_text,
                                                "ddib_2d": ddib_2d, "ddib_images": ddib_images,
                                                "diffedit": diffedit, "editing_methods": editing_methods,
-                                               "caption_switch": caption_switch}
+                                               "caption_switch": caption_switch, "unidiffuser": unidiffuser}
 
 
 def report(quick: bool = False, sections: Sequence[str] | None = None) -> dict:

@@ -93,6 +93,15 @@ def test_the_effects_point_the_way_the_papers_say(quick):
         assert shares["all A"]["share_a"] == 1 and shares["all B"]["share_a"] == 0, row
         levels = [shares[f"t_s={t}"]["share_a"] for t in s["caption_switch"]["setup"]["switch_levels"]]
         assert levels[-1] >= levels[0], row  # the later the switch, the more of A is kept
+    # quick, measured (300 steps, 400 samples): exact 0.807 / 0.827; one network 0.828 / 0.525; text-to-image only
+    # 0.792; image-to-text only 0.668 (chance: 0.125)
+    uni = s["unidiffuser"]
+    assert set(uni["exact"]) == {"text-to-image", "image-to-text"} and uni["exact"]["text-to-image"] > 0.75
+    for row in uni["rows"]:
+        assert set(row["text-to-image only"]) == {"text-to-image", "train_seconds"}, row
+        assert set(row["image-to-text only"]) == {"image-to-text", "train_seconds"}, row
+        assert abs(row["one network"]["text-to-image"] - uni["exact"]["text-to-image"]) < 0.1, row
+        assert min(row["one network"]["image-to-text"], row["image-to-text only"]["image-to-text"]) > 0.35, row
 
 
 def test_nearest_distance_is_small_inside_a_domain_and_large_outside():

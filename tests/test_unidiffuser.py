@@ -134,6 +134,15 @@ def test_unidiffuser_loss_draws_two_independent_levels(joint):
     exact = unidiffuser_loss(JointMixtureDenoiser(joint, SCHEDULE, 2), SCHEDULE, z[:, :2], z[:, 2:],
                              generator=torch.Generator().manual_seed(0))
     assert exact < 0.3 < loss
+    # clean="x": a bespoke image-to-text model of the same network: x given clean at t_x = 0, the loss on eps_y only
+    seen.clear()
+    x_only = unidiffuser_loss(net, SCHEDULE, z[:, :2], z[:, 2:], generator=torch.Generator().manual_seed(0), clean="x")
+    t_x, t_y = seen["t"]
+    assert int(t_x.abs().max()) == 0 and torch.equal(t_y, torch.randint(0, SCHEDULE.T, (512,),
+                                                                     generator=torch.Generator().manual_seed(0))[256:])
+    assert not torch.isclose(x_only, loss)
+    with pytest.raises(ValueError, match="clean must be one of"):
+        unidiffuser_loss(net, SCHEDULE, z[:, :2], z[:, 2:], clean="both")
     with pytest.raises(ValueError, match="y0 must hold one row per row of x0"):
         unidiffuser_loss(net, SCHEDULE, z[:, :2], z[:5, 2:])
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_generator, check_int, check_tensor
+from .._checks import check_choice, check_generator, check_int, check_tensor
 from .forward import output_from_x0_eps, prediction_type_of, q_sample, randn
 from .schedules import NoiseSchedule
 
@@ -74,14 +74,17 @@ def multiscale_loss(prediction: torch.Tensor, target: torch.Tensor, base: int = 
 
 
 def unidiffuser_loss(network, schedule: NoiseSchedule, x0: torch.Tensor, y0: torch.Tensor, *,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, clean: str | None = None) -> torch.Tensor:
     """UniDiffuser's objective (Bao et al., ICML 2023, eq. 5):
     E || eps_theta(x_{t_x}, y_{t_y}, t_x, t_y) - [eps_x, eps_y] ||^2 with t_x, t_y independent and uniform on [0, T).
 
     One network learns the noise of both modalities at every pair of levels, so every distribution of the pair is a
     choice of timesteps (``models.unidiffuser``). ``network(x_t, y_t, t_x, t_y) -> (eps_x, eps_y)``; x0 (B, ...) and
     y0 (B, ...) one pair per row. The mean is over all B (dim_x + dim_y) numbers. t and noise come from ``generator``.
+    ``clean`` "x" trains the same network as a bespoke image-to-text model instead: x always clean at t_x = 0 (as the
+    image-to-text task feeds it), the loss on eps_y alone; "y" the reverse (text-to-image). The same draws are made.
     """
+    check_choice("clean", clean, (None, "x", "y"))
     check_tensor("x0", x0, ndim=range(2, 8))
     check_tensor("y0", y0, ndim=range(2, 8))
     if y0.shape[0] != x0.shape[0]:
@@ -92,5 +95,11 @@ def unidiffuser_loss(network, schedule: NoiseSchedule, x0: torch.Tensor, y0: tor
     t_y = torch.randint(0, schedule.T, (B,), generator=generator, device=device).to(x0.device)
     eps_x = randn(x0.shape, generator, x0.device, x0.dtype)
     eps_y = randn(y0.shape, generator, y0.device, y0.dtype)
+    if clean == "x":
+        out_y = network(x0, q_sample(y0, t_y, eps_y, schedule), torch.zeros_like(t_x), t_y)[1]
+        return F.mse_loss(out_y, eps_y)
+    if clean == "y":
+        out_x = network(q_sample(x0, t_x, eps_x, schedule), y0, t_x, torch.zeros_like(t_y))[0]
+        return F.mse_loss(out_x, eps_x)
     out_x, out_y = network(q_sample(x0, t_x, eps_x, schedule), q_sample(y0, t_y, eps_y, schedule), t_x, t_y)
     return F.mse_loss(torch.cat([out_x.flatten(1), out_y.flatten(1)], 1), torch.cat([eps_x.flatten(1), eps_y.flatten(1)], 1))
