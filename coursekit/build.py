@@ -30,13 +30,19 @@ TEXT_TO_IMAGE = ("shapes-unet", "shapes-dit", "shapes-uvit")
 JUDGE = "shapes-classifier"
 
 
-def _train_processes(recipes: list[Recipe], runs: list[Path], together: bool) -> list[float]:
+def _init_folder(r: Recipe, folder: Path) -> Path:
+    """Where recipe ``r``'s init model is read from: the build's folder when it holds that model, else the shipped zoo."""
+    return folder if r.init is not None and (folder / f"{r.init}.json").exists() else CHECKPOINTS
+
+
+def _train_processes(recipes: list[Recipe], runs: list[Path], together: bool, folder: Path) -> list[float]:
     """Train each recipe in a ``coursekit train`` process, all at once or one after another; returns
     each process's wall seconds. A failed process raises with the end of its error output."""
     def launch(r: Recipe, run: Path) -> subprocess.Popen:
         run.mkdir(parents=True, exist_ok=True)
         (run / "recipe.json").write_text(json.dumps(asdict(r), indent=2))
-        cmd = [sys.executable, "-m", "coursekit.cli", "train", str(run / "recipe.json"), "--out", str(run), "--quiet"]
+        cmd = [sys.executable, "-m", "coursekit.cli", "train", str(run / "recipe.json"), "--out", str(run), "--quiet",
+               "--init-folder", str(_init_folder(r, folder))]
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def wait(r: Recipe, process: subprocess.Popen, since: float) -> float:
@@ -52,7 +58,7 @@ def _train_processes(recipes: list[Recipe], runs: list[Path], together: bool) ->
     return [wait(r, launch(r, run), time.perf_counter()) for r, run in zip(recipes, runs)]
 
 
-def _probe(recipes: list[Recipe], runs: Path, steps: int, together: bool) -> dict[str, tuple[float, float]]:
+def _probe(recipes: list[Recipe], runs: Path, steps: int, together: bool, folder: Path) -> dict[str, tuple[float, float]]:
     """{name: (steps per second, fixed seconds)} of each recipe's training here, from throw-away runs
     of ``steps`` steps: the rate is timed between step 10 and ``steps`` (the first steps hold the
     start-up: allocation, autotuning); the fixed cost is the rest of the process's wall time (start,
@@ -61,7 +67,7 @@ def _probe(recipes: list[Recipe], runs: Path, steps: int, together: bool) -> dic
     folders = [runs / f"{r.name}.probe" for r in recipes]
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
-    walls = _train_processes(probes, folders, together)
+    walls = _train_processes(probes, folders, together, folder)
     out = {}
     for r, folder, wall in zip(recipes, folders, walls):
         log = {e["step"]: e["seconds"] for e in map(json.loads, (folder / "loss.jsonl").read_text().splitlines())}
@@ -154,6 +160,10 @@ def build(folder: str | Path, names: list[str] | None = None, *, minutes: float 
             raise ValueError(f"names must be recipes of {sorted(RECIPES)}, got {name!r}")
     if minutes is not None and (check_float("minutes", minutes) <= 0):
         raise ValueError(f"minutes must be > 0, got {minutes}")
+    chained = [n for n in names if RECIPES[n].init in names]
+    if minutes is not None and chained:
+        raise ValueError(f"names: {chained[0]} starts from {RECIPES[chained[0]].init}, which this budgeted build also "
+                         f"trains; build {RECIPES[chained[0]].init} first, then {chained[0]} in a second build")
     if side_by_side not in (None, True, False):
         raise ValueError(f"side_by_side must be None, True or False, got {side_by_side!r}")
     check_int("probe_steps", probe_steps, 20)
@@ -164,7 +174,8 @@ def build(folder: str | Path, names: list[str] | None = None, *, minutes: float 
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
     recipes = []
-    for name in sorted(names, key=lambda n: RECIPES[n].kind != "classifier"):  # the judge first
+    for name in sorted(names, key=lambda n: (RECIPES[n].kind != "classifier", RECIPES[n].init in names)):  # the judge
+        # first; a recipe that starts from another of this build's models after it
         r = recipe(name)
         recipes.append(r.replace(**overrides) if overrides and r.kind == "diffusion" else r)
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,16 +186,16 @@ def build(folder: str | Path, names: list[str] | None = None, *, minutes: float 
     if minutes is None:  # the registry's recipes, in this process, resuming where a run stopped
         cards = []
         for r in recipes:
-            fit(r, runs / r.name)
+            fit(r, runs / r.name, init_folder=_init_folder(r, folder))
             cards.append(_card(r, runs / r.name, folder, notes, eval_n, eval_steps, guidances, device))
         return cards
 
     if force:
         for r in recipes:
             shutil.rmtree(runs / r.name, ignore_errors=True)
-    alone = _probe(recipes, runs, probe_steps, together=False) if side_by_side is not True else None
+    alone = _probe(recipes, runs, probe_steps, False, folder) if side_by_side is not True else None
     measure_both = side_by_side is None and len(recipes) > 1
-    together = _probe(recipes, runs, probe_steps, together=True) if side_by_side or measure_both else None
+    together = _probe(recipes, runs, probe_steps, True, folder) if side_by_side or measure_both else None
     costs = {r.name: _eval_seconds(r, eval_n or 256, eval_steps, guidances, device) if r.kind == "diffusion" else 0.0
              for r in recipes}
     # 5% of the budget stays unplanned: loading models and writing cards are not in the estimates (on the
@@ -196,7 +207,7 @@ def build(folder: str | Path, names: list[str] | None = None, *, minutes: float 
         raise ValueError(f"minutes {minutes:g} leave {max(seconds, 0):.0f} s of training here, too little for "
                          f"{', '.join(short)} to pass its warm-up: give more minutes")
     final = [r.replace(steps=plan["steps"][r.name], max_seconds=None) for r in recipes]
-    _train_processes(final, [runs / r.name for r in final], together=plan["mode"] == "side by side")
+    _train_processes(final, [runs / r.name for r in final], plan["mode"] == "side by side", folder)
     cards = []
     for r in final:
         rate = (together if plan["mode"] == "side by side" else alone)[r.name][0]

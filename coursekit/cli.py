@@ -56,7 +56,8 @@ def _train(args) -> int:
     r = recipe(args.recipe)
     if args.steps is not None:
         r = r.replace(steps=args.steps)
-    summary = fit(r, args.out, max_seconds=args.max_seconds, resume=not args.no_resume, progress=not args.quiet)
+    summary = fit(r, args.out, max_seconds=args.max_seconds, resume=not args.no_resume, progress=not args.quiet,
+                  init_folder=args.init_folder)
     if "sha256" in summary:  # the main process's summary (the others have no weights file to report)
         print(json.dumps(summary))
     return 0
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=None, help="training-time budget (default: the recipe's)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoint exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--init-folder", default=None, help="where a recipe's init model is (default: the shipped zoo)")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("eval", help="measure a zoo model: caption accuracy (judged by shapes-classifier) or the "

@@ -551,10 +551,66 @@ def unidiffuser(quick: bool) -> dict:
             "exact": score(JointMixtureDenoiser(joint, schedule, 2)), "rows": rows}
 
 
+def experts(quick: bool) -> dict:
+    """eDiff-I's experts from the shipped text U-Net, on the CPU (Balaji et al. 2022, sec. 4.1): ``Experts.split`` copies
+    shapes-unet into a low-noise (t < 500) and a high-noise expert, each fine-tuned on its own interval for half the
+    steps, against one copy fine-tuned on all levels for all the steps: the same images, the same total steps and
+    learning rate (captions kept whole: no caption dropout). Scored on held-out scenes by each model's error (v, its
+    prediction type) at fixed levels over that of predicting 0, with the ensemble's gain over the single model paired
+    per image (same scene, same noise) and its standard error. Experimental: a few dozen CPU steps are 1-2% of the
+    U-Net's training, so the section says whether any effect shows at all; a GPU recipe is the real test."""
+    import copy
+
+    from . import zoo
+    from .data import ShapesWorld
+    from .diffusion.forward import output_from_x0_eps, q_sample
+    from .models import Experts
+    from .models.text import Tokenizer, caption_ids
+    from .train import make_batch, train
+
+    steps, batch, n, levels = (2, 4, 16, (300, 700)) if quick else (60, 32, 256, (50, 300, 700, 950))
+    boundary, lr = 500, 2e-5
+    pipe = zoo.load("shapes-unet")
+    base = pipe.denoiser.float().eval()
+    data = zoo.recipe("shapes-unet").replace(batch_size=batch, seed=11, attribute_dropout=0.0)
+    schedule, T = pipe.schedule, pipe.schedule.T
+    start = time.perf_counter()
+    single = copy.deepcopy(base)
+    train(single, schedule, lambda step: make_batch(data, step), steps, lr=lr, seed=0, progress=False)
+    ensemble = Experts.split(base, [boundary], T)
+    for k, (low, high) in enumerate(((0, boundary), (boundary, T))):  # the same images, split between the experts
+        offset = k * (steps // 2)
+        train(ensemble.experts[k], schedule, lambda step: make_batch(data, offset + step), steps // 2, lr=lr, seed=k,
+              t_range=(low, high), progress=False)
+    train_seconds = time.perf_counter() - start
+
+    world = ShapesWorld(resolution=32, max_objects=2)
+    scenes = world.sample(n, seed=12345)
+    x0, ids = world.render(scenes)[0], caption_ids(Tokenizer(), scenes)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(12346))
+    rows = []
+    with torch.no_grad():
+        for level in levels:
+            t = torch.full((n,), level)
+            x_t, target = q_sample(x0, t, noise, schedule), output_from_x0_eps(x0, noise, schedule.abar(t, x0), base.prediction_type)
+            power = target.pow(2).mean().item()
+            err = {name: (model(x_t, t, ids) - target).pow(2).flatten(1).mean(1)
+                   for name, model in (("base", base), ("single", single), ("experts", ensemble))}
+            gain = err["single"] - err["experts"]  # > 0: the experts' error is lower
+            rows.append({"t": level, "expert": int(level >= boundary),
+                         **{f"relative_error_{k}": round(v.mean().item() / power, 5) for k, v in err.items()},
+                         "experts_gain": round(gain.mean().item() / power, 5),
+                         "experts_gain_se": round(gain.std().item() / n**0.5 / power, 5)})
+    return {"setup": {"model": "shapes-unet", "boundary": boundary, "steps_single": steps,
+                      "steps_per_expert": steps // 2, "batch": batch, "lr": lr, "precision": "fp32",
+                      "held_out_scenes": n, "train_seconds": round(train_seconds, 1)}, "rows": rows}
+
+
 SECTIONS: dict[str, Callable[[bool], dict]] = {"sdedit": sdedit, "compositing": compositing, "sparse": sparse, "inversion": inversion, "null_text": null_text,
                                                "ddib_2d": ddib_2d, "ddib_images": ddib_images,
                                                "diffedit": diffedit, "editing_methods": editing_methods,
-                                               "caption_switch": caption_switch, "unidiffuser": unidiffuser}
+                                               "caption_switch": caption_switch, "unidiffuser": unidiffuser,
+                                               "experts": experts}
 
 
 def report(quick: bool = False, sections: Sequence[str] | None = None) -> dict:

@@ -216,7 +216,7 @@ def make_batch(recipe, step: int, rank: int = 0, processes: int = 1,
 
 
 def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: float | None = None,
-        resume: bool = True, progress: bool = True) -> dict:
+        resume: bool = True, progress: bool = True, init_folder: str | Path | None = None) -> dict:
     """Train ``recipe`` into folder ``out``, resuming from ``out/checkpoint`` if it exists.
 
     Stops after ``recipe.steps`` steps, or earlier after step ``stop_after`` or when the training time
@@ -224,6 +224,9 @@ def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: 
     ``out/<name>.safetensors`` (EMA weights, float16), ``out/<name>.train.json`` and ``out/loss.jsonl``.
     Runs unchanged under ``accelerate launch`` (on CPUs: ``accelerate launch --multi_gpu
     --num_processes N``, which starts N gloo processes when no GPU is present).
+    A recipe with ``init`` starts from that zoo model's weights, read from ``init_folder`` (default: the shipped
+    zoo); with ``experts``, each expert trains on the samples whose level falls in its interval (eDiff-I's
+    fine-tuning: a step costs what one model's step costs).
     """
     from accelerate import Accelerator
     from torch.optim.lr_scheduler import LambdaLR
@@ -231,7 +234,7 @@ def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: 
     from .diffusion.schedules import make_schedule
     from .models.classifier import classifier_loss
     from .models.text import Tokenizer
-    from .zoo import build_model, save_weights
+    from .zoo import CHECKPOINTS, build_model, initialise, save_weights
 
     out = Path(out)
     max_seconds = recipe.max_seconds if max_seconds is None else check_float("max_seconds", max_seconds, 0.0)
@@ -243,7 +246,10 @@ def fit(recipe, out: str | Path, *, stop_after: int | None = None, max_seconds: 
     precision = recipe.mixed_precision
 
     torch.manual_seed(recipe.seed)  # the same initial weights on every process
-    model = build_model(recipe).to(accelerator.device)
+    model = build_model(recipe)
+    if recipe.init is not None:
+        initialise(model, recipe, Path(init_folder) if init_folder is not None else CHECKPOINTS)
+    model = model.to(accelerator.device)
     ema = EMA(model, recipe.ema_decay)
     optimizer = make_optimizer(model, recipe.lr, recipe.weight_decay)
     lr_schedule = LambdaLR(optimizer, warmup_cosine(recipe.warmup, recipe.steps))

@@ -19,7 +19,8 @@ from torch import nn
 
 from ._checks import check_choice, check_float, check_int
 from .diffusion.forward import PREDICTION_TYPES
-from .diffusion.schedules import SCHEDULES
+from .diffusion.schedules import SCHEDULES, make_schedule
+from .models.experts import _edges
 from .models.text import WIDTH as TEXT_WIDTH
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -51,6 +52,8 @@ class Recipe:
     max_seconds: float | None = None
     save_every: int = 500
     model: dict = field(default_factory=dict)
+    experts: list = field(default_factory=list)
+    init: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -77,6 +80,12 @@ class Recipe:
             check_float("max_seconds", self.max_seconds, 0.0)
         if not isinstance(self.model, dict):
             raise ValueError(f"model must be a dict of the architecture's config fields, got {self.model!r}")
+        if not isinstance(self.experts, list) or (self.experts and self.architecture == "classifier"):
+            raise ValueError(f"experts must be a list of timestep boundaries (a diffusion model's), got {self.experts!r}")
+        if self.experts:
+            _edges(self.experts, make_schedule(self.schedule).T, "experts")
+        if self.init is not None and (not isinstance(self.init, str) or not self.init or self.kind == "classifier"):
+            raise ValueError(f"init must be None or the name of a diffusion model to start from, got {self.init!r}")
 
     @property
     def kind(self) -> str:
@@ -113,6 +122,15 @@ RECIPES = {r.name: r for r in (
     # the official code's MLP over the time token (``mlp_time_embed``): 8% lower held-out loss at small scale
     Recipe("shapes-uvit", "uvit", steps=3000, batch_size=256, lr=4e-4, attribute_dropout=0.05,
            model=dict(time_mlp=True)),
+    # eDiff-I (Balaji et al. 2022, sec. 4.1): shapes-unet copied into a low-noise and a high-noise expert (t < 500,
+    # t >= 500; sharing the text encoder) and fine-tuned, each sample training the expert of its level, so a step
+    # costs one model's step; shapes-unet-continued is the same fine-tuning of the single model, the comparison at
+    # equal total steps (the paper's claim: better caption alignment). Not in the default build: a second build after
+    # shapes-unet's, `coursekit zoo build shapes-unet-experts shapes-unet-continued --folder F` (init read from F).
+    Recipe("shapes-unet-experts", "unet", steps=1500, batch_size=256, lr=1e-4, warmup=50, attribute_dropout=0.05,
+           experts=[500], init="shapes-unet"),
+    Recipe("shapes-unet-continued", "unet", steps=1500, batch_size=256, lr=1e-4, warmup=50, attribute_dropout=0.05,
+           init="shapes-unet"),
     Recipe("shapes-classifier", "classifier", steps=2000, batch_size=128, lr=2e-3, warmup=50, max_objects=3,
            caption_dropout=0.0, mixed_precision="no", max_seconds=600),
     # a few-second recipe for tests and for trying the trainer on a laptop
@@ -142,7 +160,7 @@ def recipe(name: str) -> Recipe:
 
 def build_model(r: Recipe) -> nn.Module:
     """A freshly initialised model for the recipe (deterministic under ``torch.manual_seed``)."""
-    from .models import DiT, UNet, UViT, dit_shapes, unet_shapes, uvit_shapes
+    from .models import DiT, Experts, UNet, UViT, dit_shapes, unet_shapes, uvit_shapes
     from .models.classifier import ShapesClassifier
     from .models.text import TextConditioned, TextEncoder, Tokenizer
 
@@ -150,14 +168,42 @@ def build_model(r: Recipe) -> nn.Module:
         return ShapesClassifier(resolution=r.resolution, **r.model)
     tokenizer = Tokenizer()
     encoder = TextEncoder(len(tokenizer), max_length=tokenizer.max_length)
-    if r.architecture == "unet":
-        network, use = UNet(unet_shapes(**r.model)), "tokens"
-    elif r.architecture == "dit":
-        cfg = dit_shapes(**{"input_size": r.resolution, **r.model})
-        network, use = DiT(cfg), "pooled" if cfg.context_dim is None else "pooled+tokens"
-    else:
-        network, use = UViT(uvit_shapes(**{"image_size": r.resolution, **r.model})), "tokens"
-    return TextConditioned(network, encoder, use, r.prediction_type)
+
+    def conditioned() -> TextConditioned:
+        if r.architecture == "unet":
+            network, use = UNet(unet_shapes(**r.model)), "tokens"
+        elif r.architecture == "dit":
+            cfg = dit_shapes(**{"input_size": r.resolution, **r.model})
+            network, use = DiT(cfg), "pooled" if cfg.context_dim is None else "pooled+tokens"
+        else:
+            network, use = UViT(uvit_shapes(**{"image_size": r.resolution, **r.model})), "tokens"
+        return TextConditioned(network, encoder, use, r.prediction_type)
+
+    if not r.experts:
+        return conditioned()
+    # eDiff-I: one network per interval of levels, all reading the caption through one shared text encoder
+    return Experts([conditioned() for _ in range(len(r.experts) + 1)], r.experts, make_schedule(r.schedule).T)
+
+
+def initialise(model: nn.Module, r: Recipe, folder: Path = CHECKPOINTS) -> None:
+    """Load the weights of ``r.init``, a model of the zoo in ``folder``, into ``model`` built for ``r``: into every
+    expert when ``r`` has experts (eDiff-I copies the model trained on all levels into each expert, then fine-tunes
+    each on its interval). The init's recipe must describe the same network (architecture, its config,
+    resolution, prediction type, schedule)."""
+    from safetensors.torch import load_file
+
+    info = card(r.init, folder)
+    source = Recipe.from_dict(info["recipe"])
+    same = ("architecture", "model", "resolution", "prediction_type", "schedule")
+    plain = lambda recipe, k: json.loads(json.dumps(getattr(recipe, k)))  # noqa: E731  (a card's lists are tuples here)
+    differ = [k for k in same if plain(source, k) != plain(r, k)]
+    if source.experts or differ:
+        raise ValueError(f"init must name a single model of the same network as {r.name}, but {r.init} differs in "
+                         f"{differ or ['experts']}")
+    state = load_file(str(_checked_weights(r.init, info, folder)))
+    for member in (model.experts if r.experts else [model]):
+        expected = member.state_dict()
+        member.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
 
 
 def pipeline_of(r: Recipe, model: nn.Module):
@@ -211,13 +257,7 @@ def load(name: str, device: str | torch.device = "cpu", folder: Path = CHECKPOIN
     from safetensors.torch import load_file
 
     info = card(name, folder)
-    weights = Path(folder) / info["file"]
-    if not weights.exists():
-        raise ValueError(f"{name}: weights file {weights} is missing")
-    digest = sha256(weights)
-    if digest != info["sha256"]:
-        raise ValueError(f"{name}: {weights.name} has sha256 {digest[:12]}..., but its card records "
-                         f"{info['sha256'][:12]}...; refusing to load a file that is not the one the card describes")
+    weights = _checked_weights(name, info, folder)
     r = Recipe.from_dict(info["recipe"])
     with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten; the caller's RNG stays as it was
         model = build_model(r)
@@ -232,6 +272,18 @@ def load(name: str, device: str | torch.device = "cpu", folder: Path = CHECKPOIN
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     model = model.to(device).eval()
     return model if r.kind == "classifier" else pipeline_of(r, model)
+
+
+def _checked_weights(name: str, info: dict, folder: Path) -> Path:
+    """The weights file of card ``info``, which must exist and have the sha256 the card records."""
+    weights = Path(folder) / info["file"]
+    if not weights.exists():
+        raise ValueError(f"{name}: weights file {weights} is missing")
+    digest = sha256(weights)
+    if digest != info["sha256"]:
+        raise ValueError(f"{name}: {weights.name} has sha256 {digest[:12]}..., but its card records "
+                         f"{info['sha256'][:12]}...; refusing to load a file that is not the one the card describes")
+    return weights
 
 
 def code_version() -> str:

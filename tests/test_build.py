@@ -55,6 +55,8 @@ def test_side_by_side_is_chosen_only_when_it_gives_more_steps():
     (dict(minutes="9"), "^minutes must be a number"),
     (dict(names=["shapes-vae"]), "^names must be recipes of"),
     (dict(side_by_side="maybe"), "^side_by_side"),
+    (dict(names=["shapes-unet-experts", "shapes-unet"]),
+     "^names: shapes-unet-experts starts from shapes-unet, which this budgeted build also trains"),
 ])
 def test_bad_input_is_refused_before_any_work(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -97,7 +99,7 @@ def test_side_by_side_training_processes_give_the_weights_of_an_in_process_run(t
     from coursekit.train import fit
 
     a, b = zoo.recipe("tiny-unet").replace(steps=3), zoo.recipe("tiny-unet").replace(steps=3, seed=1)
-    _train_processes([a, b], [tmp_path / "a", tmp_path / "b"], together=True)
+    _train_processes([a, b], [tmp_path / "a", tmp_path / "b"], together=True, folder=tmp_path)
     here = fit(a, tmp_path / "here", progress=False)
     shipped = [json.loads((tmp_path / n / "tiny-unet.train.json").read_text())["sha256"] for n in "ab"]
     assert shipped[0] == here["sha256"] != shipped[1]

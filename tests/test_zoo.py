@@ -52,6 +52,8 @@ def test_a_recipe_comes_from_a_card_or_a_recipe_file(tmp_path):
     (dict(name=""), "name"), (dict(weight_decay=-1.0), "weight_decay"), (dict(grad_clip=-1.0), "grad_clip"),
     (dict(seed=-1), "seed"), (dict(resolution=0), "resolution"), (dict(max_objects=0), "max_objects"),
     (dict(schedule="cosin"), "schedule"), (dict(max_seconds=-1.0), "max_seconds"), (dict(model=[]), "model"),
+    (dict(experts=[600, 500]), "experts"), (dict(experts=[1000]), "experts"), (dict(experts=500), "experts"),
+    (dict(experts=[True]), "experts"), (dict(init=""), "init"), (dict(init=3), "init"),
 ])
 def test_recipe_fields_are_checked(change, name):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
@@ -89,6 +91,40 @@ def test_training_is_deterministic_and_resumes_exactly(tmp_path):
 
 
 @pytest.mark.slow
+def test_experts_start_from_their_init_model_and_each_trains_on_its_levels(tmp_path):
+    """eDiff-I's recipe on the tiny U-Net: every expert starts as the init model (learning rate 0 keeps them there),
+    each sample trains the expert of its level, and the card loads as a pipeline whose experts share one encoder."""
+    from coursekit.zoo import write_card
+
+    fit(TINY, tmp_path / "runs" / "tiny-unet", progress=False)
+    write_card(TINY, tmp_path / "runs" / "tiny-unet", tmp_path / "zoo")
+    init = zoo.load("tiny-unet", folder=tmp_path / "zoo").denoiser.state_dict()
+    experts = TINY.replace(name="tiny-experts", experts=[500], init="tiny-unet", steps=10)
+    fit(experts.replace(lr=0.0), tmp_path / "runs" / "still", progress=False, init_folder=tmp_path / "zoo")
+    from safetensors.torch import load_file
+
+    still = load_file(str(tmp_path / "runs" / "still" / "tiny-experts.safetensors"))
+    assert all(torch.equal(still[f"experts.{k}.{name}"].float(), v) for k in (0, 1) for name, v in init.items())
+    whole = fit(experts, tmp_path / "runs" / "whole", progress=False, init_folder=tmp_path / "zoo")
+    fit(experts, tmp_path / "runs" / "tiny-experts", stop_after=5, progress=False, init_folder=tmp_path / "zoo")
+    resumed = fit(experts, tmp_path / "runs" / "tiny-experts", progress=False, init_folder=tmp_path / "zoo")
+    assert resumed["sha256"] == whole["sha256"]  # the shared encoder survives the checkpoint
+    write_card(experts, tmp_path / "runs" / "tiny-experts", tmp_path / "zoo")
+    pipe = zoo.load("tiny-experts", folder=tmp_path / "zoo")
+    low, high = (e.state_dict() for e in pipe.denoiser.experts)
+    assert pipe.denoiser.experts[0].encoder is pipe.denoiser.experts[1].encoder is pipe.encoder
+    weights = [k for k in init if k.startswith("network.") and k.endswith("weight")]
+    assert all(not torch.equal(low[k], init[k]) and not torch.equal(high[k], init[k]) for k in weights[-1:])
+    assert any(not torch.equal(low[k], high[k]) for k in weights)  # each expert trained on its own samples
+    assert pipe.generate(["a red circle"], num_inference_steps=2, seed=0).shape == (1, 3, 32, 32)
+    other = TINY.replace(name="tiny-wide", model={**TINY.model, "channels": (32, 64)}, init="tiny-unet")
+    with pytest.raises(ValueError, match=r"^init must name a single model of the same network as tiny-wide, but "
+                                         r"tiny-unet differs in \['model'\]"):
+        fit(other, tmp_path / "runs" / "wide", progress=False, init_folder=tmp_path / "zoo")
+    with pytest.raises(ValueError, match="^init"):
+        zoo.recipe("shapes-classifier").replace(init="shapes-unet")
+
+
 def test_two_cpu_processes_under_accelerate_launch_train_the_same_kind_of_checkpoint(tmp_path):
     fit(TINY.replace(steps=4), tmp_path / "one", progress=False)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

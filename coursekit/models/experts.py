@@ -19,12 +19,13 @@ from .._checks import check_choice, check_int, check_tensor, check_timesteps
 from ..diffusion.forward import prediction_type_of
 
 
-def _edges(boundaries: Sequence[int], T: int) -> list[int]:
-    """[0, b_1, ..., b_{K-1}, T], checked: increasing ints strictly inside (0, T)."""
+def _edges(boundaries: Sequence[int], T: int, name: str = "boundaries") -> list[int]:
+    """[0, b_1, ..., b_{K-1}, T], checked: increasing ints strictly inside (0, T) (``name``: the argument's)."""
     check_int("T", T, 2)
     edges = [0, *boundaries, T]
-    if any(not isinstance(b, int) for b in boundaries) or any(a >= b for a, b in zip(edges, edges[1:])):
-        raise ValueError(f"boundaries must be increasing ints strictly inside (0, {T}), got {list(boundaries)}")
+    if any(not isinstance(b, int) or isinstance(b, bool) for b in boundaries) or \
+            any(a >= b for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"{name} must be increasing ints strictly inside (0, {T}), got {list(boundaries)}")
     return edges
 
 
@@ -89,6 +90,15 @@ class Experts(nn.Module):
     def tree(cls, model: nn.Module, T: int, levels: int, side: str = "high") -> Experts:
         """``split`` at ``tree_boundaries(T, levels, side)``: eDiff-I's tree of experts copied from one model."""
         return cls.split(model, tree_boundaries(T, levels, side), T)
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The text encoder every expert shares (``zoo.build_model`` builds text experts so), which a ``Pipeline``
+        encodes prompts with; experts with encoders of their own have none to name."""
+        encoders = {id(getattr(e, "encoder", None)): getattr(e, "encoder", None) for e in self.experts}
+        if len(encoders) != 1 or None in encoders.values():
+            raise AttributeError("encoder: these experts do not share one text encoder")
+        return next(iter(encoders.values()))
 
     def interval(self, k: int) -> tuple[int, int]:
         """[low, high) of the timesteps expert k handles."""
