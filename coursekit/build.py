@@ -31,7 +31,8 @@ JUDGE = "shapes-classifier"
 
 
 def _init_folder(r: Recipe, folder: Path) -> Path:
-    """Where recipe ``r``'s init model is read from: the build's folder when it holds that model, else the shipped zoo."""
+    """Where recipe ``r``'s init model is read from: the build's folder if it holds that model, else the shipped
+    zoo."""
     return folder if r.init is not None and (folder / f"{r.init}.json").exists() else CHECKPOINTS
 
 
@@ -58,7 +59,8 @@ def _train_processes(recipes: list[Recipe], runs: list[Path], together: bool, fo
     return [wait(r, launch(r, run), time.perf_counter()) for r, run in zip(recipes, runs)]
 
 
-def _probe(recipes: list[Recipe], runs: Path, steps: int, together: bool, folder: Path) -> dict[str, tuple[float, float]]:
+def _probe(recipes: list[Recipe], runs: Path, steps: int, together: bool,
+           folder: Path) -> dict[str, tuple[float, float]]:
     """{name: (steps per second, fixed seconds)} of each recipe's training here, from throw-away runs
     of ``steps`` steps: the rate is timed between step 10 and ``steps`` (the first steps hold the
     start-up: allocation, autotuning); the fixed cost is the rest of the process's wall time (start,

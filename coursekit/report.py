@@ -540,9 +540,15 @@ def unidiffuser(quick: bool) -> dict:
             torch.manual_seed(seed)
             net = UniToyMLP(2, K, width=128)
             start = time.perf_counter()
-            train(net, schedule, lambda step: (lambda z: (z[:, :2], z[:, 2:]))(joint.sample(512, data)[0]), steps,
-                  lr=3e-3, seed=seed, lr_factor=warmup_cosine(0, steps), progress=False,
-                  loss_fn=lambda m, s, x0, y0, generator: unidiffuser_loss(m, s, x0, y0, generator=generator, clean=clean))
+            def batches(step, data=data):
+                z = joint.sample(512, data)[0]
+                return z[:, :2], z[:, 2:]
+
+            def loss(m, s, x0, y0, generator, clean=clean):
+                return unidiffuser_loss(m, s, x0, y0, generator=generator, clean=clean)
+
+            train(net, schedule, batches, steps, lr=3e-3, seed=seed, lr_factor=warmup_cosine(0, steps), progress=False,
+                  loss_fn=loss)
             row[name] = {**score(net, tasks), "train_seconds": round(time.perf_counter() - start, 1)}
         rows.append(row)
     return {"setup": {"data": "toy2d.paired_ring(8)", "network": "UniToyMLP(2, 8, width=128)", "steps": steps,
@@ -592,7 +598,8 @@ def experts(quick: bool) -> dict:
     with torch.no_grad():
         for level in levels:
             t = torch.full((n,), level)
-            x_t, target = q_sample(x0, t, noise, schedule), output_from_x0_eps(x0, noise, schedule.abar(t, x0), base.prediction_type)
+            x_t = q_sample(x0, t, noise, schedule)
+            target = output_from_x0_eps(x0, noise, schedule.abar(t, x0), base.prediction_type)
             power = target.pow(2).mean().item()
             err = {name: (model(x_t, t, ids) - target).pow(2).flatten(1).mean(1)
                    for name, model in (("base", base), ("single", single), ("experts", ensemble))}

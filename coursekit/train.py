@@ -92,7 +92,8 @@ def train(
     check_choice("precision", precision, ("fp32", "bf16"))
     if loss_fn is not None:
         if not callable(loss_fn):
-            raise ValueError(f"loss_fn must be callable (model, schedule, x0, cond, generator=), got {type(loss_fn).__name__}")
+            raise ValueError("loss_fn must be callable (model, schedule, x0, cond, generator=), "
+                             f"got {type(loss_fn).__name__}")
         if t_range is not None or prediction_type is not None:
             raise ValueError("t_range and prediction_type must be None with a loss_fn: they belong to diffusion_loss")
     else:

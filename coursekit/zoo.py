@@ -81,7 +81,8 @@ class Recipe:
         if not isinstance(self.model, dict):
             raise ValueError(f"model must be a dict of the architecture's config fields, got {self.model!r}")
         if not isinstance(self.experts, list) or (self.experts and self.architecture == "classifier"):
-            raise ValueError(f"experts must be a list of timestep boundaries (a diffusion model's), got {self.experts!r}")
+            raise ValueError(f"experts must be a list of timestep boundaries (a diffusion model's), "
+                             f"got {self.experts!r}")
         if self.experts:
             _edges(self.experts, make_schedule(self.schedule).T, "experts")
         if self.init is not None and (not isinstance(self.init, str) or not self.init or self.kind == "classifier"):

@@ -102,4 +102,5 @@ def unidiffuser_loss(network, schedule: NoiseSchedule, x0: torch.Tensor, y0: tor
         out_x = network(q_sample(x0, t_x, eps_x, schedule), y0, t_x, torch.zeros_like(t_y))[0]
         return F.mse_loss(out_x, eps_x)
     out_x, out_y = network(q_sample(x0, t_x, eps_x, schedule), q_sample(y0, t_y, eps_y, schedule), t_x, t_y)
-    return F.mse_loss(torch.cat([out_x.flatten(1), out_y.flatten(1)], 1), torch.cat([eps_x.flatten(1), eps_y.flatten(1)], 1))
+    out, eps = (torch.cat([a.flatten(1), b.flatten(1)], 1) for a, b in ((out_x, out_y), (eps_x, eps_y)))
+    return F.mse_loss(out, eps)

@@ -54,7 +54,8 @@ def tree_boundaries(T: int, levels: int, side: str = "high") -> list[int]:
     check_int("levels", levels, 1)
     check_choice("side", side, ("high", "low", "both"))
     if T >> levels == 0:
-        raise ValueError(f"levels must leave every interval at least one timestep: 2 ** levels <= T = {T}, got {levels}")
+        raise ValueError(f"levels must leave every interval at least one timestep: 2 ** levels <= T = {T}, "
+                         f"got {levels}")
     high = [T - (T >> k) for k in range(1, levels + 1)]  # T/2, 3T/4, ...
     low = [T >> k for k in range(levels, 0, -1)]  # ..., T/4, T/2
     return {"high": high, "low": low, "both": sorted(set(high) | set(low))}[side]
