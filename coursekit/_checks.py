@@ -107,6 +107,15 @@ def values_checkable(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
+def check_boundaries(name: str, boundaries: Sequence[int], T: int) -> None:
+    """Timestep boundaries b_1 < ... < b_{K-1} splitting [0, T) into intervals: increasing ints strictly inside (0, T)."""
+    check_int("T", T, 2)
+    edges = [0, *boundaries, T]
+    if any(not isinstance(b, int) or isinstance(b, bool) for b in boundaries) or \
+            any(a >= b for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"{name} must be increasing ints strictly inside (0, {T}), got {list(boundaries)}")
+
+
 def check_index(name: str, x: torch.Tensor, high: int) -> None:
     """Integer tensor ``x`` must hold values in [0, high) (checked where ``values_checkable``)."""
     if x.numel() and values_checkable(x) and (int(x.min()) < 0 or int(x.max()) >= high):

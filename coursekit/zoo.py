@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_float, check_int
+from ._checks import check_boundaries, check_choice, check_float, check_int
 from .diffusion.forward import PREDICTION_TYPES
 from .diffusion.schedules import SCHEDULES, make_schedule
-from .models.experts import _edges
 from .models.text import WIDTH as TEXT_WIDTH
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -84,7 +83,7 @@ class Recipe:
             raise ValueError(f"experts must be a list of timestep boundaries (a diffusion model's), "
                              f"got {self.experts!r}")
         if self.experts:
-            _edges(self.experts, make_schedule(self.schedule).T, "experts")
+            check_boundaries("experts", self.experts, make_schedule(self.schedule).T)
         if self.init is not None and (not isinstance(self.init, str) or not self.init or self.kind == "classifier"):
             raise ValueError(f"init must be None or the name of a diffusion model to start from, got {self.init!r}")
 

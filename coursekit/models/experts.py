@@ -15,18 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_int, check_tensor, check_timesteps
+from .._checks import check_boundaries, check_choice, check_int, check_tensor, check_timesteps
 from ..diffusion.forward import prediction_type_of
-
-
-def _edges(boundaries: Sequence[int], T: int, name: str = "boundaries") -> list[int]:
-    """[0, b_1, ..., b_{K-1}, T], checked: increasing ints strictly inside (0, T) (``name``: the argument's)."""
-    check_int("T", T, 2)
-    edges = [0, *boundaries, T]
-    if any(not isinstance(b, int) or isinstance(b, bool) for b in boundaries) or \
-            any(a >= b for a, b in zip(edges, edges[1:])):
-        raise ValueError(f"{name} must be increasing ints strictly inside (0, {T}), got {list(boundaries)}")
-    return edges
 
 
 def _route(which: torch.Tensor, calls: Sequence, x: torch.Tensor, t: torch.Tensor, conds: Sequence) -> torch.Tensor:
@@ -71,7 +61,7 @@ class Experts(nn.Module):
 
     def __init__(self, experts: Sequence[nn.Module], boundaries: Sequence[int], T: int):
         super().__init__()
-        _edges(boundaries, T)
+        check_boundaries("boundaries", boundaries, T)
         if len(experts) != len(boundaries) + 1:
             raise ValueError(f"experts must number len(boundaries) + 1 = {len(boundaries) + 1}, got {len(experts)}")
         kinds = {prediction_type_of(e) for e in experts}
@@ -133,7 +123,7 @@ class ConditionSwitch:
     def __init__(self, denoiser, boundaries: Sequence[int], conds: Sequence, T: int):
         if not callable(denoiser):
             raise ValueError(f"denoiser must be callable (x, t, cond), got {type(denoiser).__name__}")
-        _edges(boundaries, T)
+        check_boundaries("boundaries", boundaries, T)
         if isinstance(conds, str) or not isinstance(conds, Sequence) or len(conds) != len(boundaries) + 1:
             raise ValueError(f"conds must be a list of len(boundaries) + 1 = {len(boundaries) + 1} conditions, got "
                              f"{len(conds) if isinstance(conds, Sequence) else type(conds).__name__}")
