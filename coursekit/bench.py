@@ -295,10 +295,10 @@ def bench_trainer(recipe: str = "shapes-unet", batch: int | None = None, steps: 
 def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[float, ...] = (0.01, 0.05, 0.2),
                  rounds: int = 2, block: int = 8) -> dict:
     """One U-Net forward on an edited image: dense (coursekit, and diffusers' twin with the same weights) against
-    ``editing.sparse`` from the original's cache, with frozen and with fresh GroupNorm statistics, for a square
+    ``models.sparse`` from the original's cache, with frozen and with fresh GroupNorm statistics, for a square
     edit covering each of ``areas`` of the image. The course's U-Net architecture (``unet_shapes``), random
     weights, at ``resolution``; MACs counted (``counting.count_macs``) and wall-clock timed in alternating rounds."""
-    from .editing.sparse import SparseUNet, difference_mask
+    from .models.sparse import SparseUNet, difference_mask
     from .models import unet
     from .models.counting import count_macs
 

@@ -177,3 +177,19 @@ def test_attribute_edits_can_set_each_changes_object_counts():
     for bad in ((), (3,), [1, 2]):
         with pytest.raises(ValueError, match="^objects"):
             attribute_edits(6, seed=0, objects=bad)
+
+
+def test_attribute_vector_round_trip():
+    from coursekit.data import read_attribute_vector
+
+    scenes = ShapesWorld(resolution=32, max_objects=1).sample(64, seed=3)
+    y = scenes.attribute_vector()
+    assert y.shape == (64, 24) and set(y.unique().tolist()) == {-1.0, 1.0} and (y == 1).sum(1).eq(5).all()
+    read, labels = read_attribute_vector(y + 0.3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))), scenes.labels()
+    for name in ("shape", "colour", "size", "position"):
+        assert torch.equal(read[name], labels[name][:, 0])
+    assert torch.equal(read["background"], labels["background"])
+    with pytest.raises(ValueError, match="one object each"):
+        ShapesWorld(resolution=32, min_objects=2, max_objects=2).sample(2, seed=0).attribute_vector()
+    with pytest.raises(ValueError, match="y must have shape"):
+        read_attribute_vector(y[:, :20])

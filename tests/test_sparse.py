@@ -6,11 +6,10 @@ import torch
 from coursekit import zoo
 from coursekit.data.shapes import COLOURS, ShapesWorld
 from coursekit.data.strokes import Stroke, paint_over
-from coursekit.editing import sdedit
+from coursekit.editing import sdedit, sparse_sdedit
 from coursekit.evaluate import psnr
-from coursekit.editing.sparse import (SparseUNet, Tiles, _SparsePass, active_tiles, difference_mask, pyramid,
-                                     sparse_sdedit, tile_size)
 from coursekit.models.counting import count_macs
+from coursekit.models.sparse import SparseUNet, Tiles, _SparsePass, active_tiles, difference_mask, pyramid, tile_size
 from coursekit.models.unet import AttentionBlock, SpatialTransformer, UNet, unet_shapes
 
 # the course's U-Net (spatial transformers, cross-attention) and DDPM's layout (self-attention blocks,

@@ -168,3 +168,55 @@ def test_train_with_a_loss_fn_and_a_learning_rate_factor(joint):
         train(net, SCHEDULE, batches, 1, loss_fn=unidiffuser_loss, lr_factor=0.5, progress=False)
     with pytest.raises(ValueError, match="y_t must have shape"):
         net(torch.zeros(2, 2), torch.zeros(2, 3), torch.tensor(0), torch.tensor(0))
+
+
+def test_modality_mean_weighs_each_modality_alike():
+    from coursekit.models import UniUViT, UViTConfig
+
+    torch.manual_seed(0)
+    net = UniUViT(UViTConfig(image_size=8, patch_size=4, hidden=32, depth=1, heads=2, context_dim=5, context_len=1))
+    x, y = torch.randn(6, 3, 8, 8), torch.randn(6, 5)
+    draws = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    plain = unidiffuser_loss(net, SCHEDULE, x, y, generator=draws())
+    balanced = unidiffuser_loss(net, SCHEDULE, x, y, generator=draws(), modality_mean=True)
+    # the same draws, by hand: t_x, t_y, then eps_x, eps_y
+    g = draws()
+    t_x, t_y = (torch.randint(0, SCHEDULE.T, (6,), generator=g) for _ in range(2))
+    eps_x, eps_y = torch.randn(x.shape, generator=g), torch.randn(y.shape, generator=g)
+    from coursekit.diffusion.forward import q_sample
+
+    out_x, out_y = net(q_sample(x, t_x, eps_x, SCHEDULE), q_sample(y, t_y, eps_y, SCHEDULE), t_x, t_y)
+    ex, ey = (out_x - eps_x).pow(2), (out_y - eps_y).pow(2)
+    assert torch.allclose(balanced, ex.mean() + ey.mean(), atol=1e-6)
+    assert torch.allclose(plain, (ex.sum() + ey.sum()) / (ex.numel() + ey.numel()), atol=1e-6)
+
+
+def test_uni_uvit_tasks_run_on_images():
+    from coursekit.models import UniUViT, UViTConfig
+
+    torch.manual_seed(0)
+    cfg = UViTConfig(image_size=8, patch_size=4, hidden=32, depth=3, heads=2, context_dim=5, context_len=1)
+    net = UniUViT(cfg).eval()
+    assert (net.x_shape, net.y_shape) == ((3, 8, 8), (5,))
+    x, y, t = torch.randn(4, 3, 8, 8), torch.randn(4, 5), torch.tensor([0, 10, 500, 999])
+    eps_x, eps_y = net(x, y, t, t.flip(0))
+    assert eps_x.shape == x.shape and eps_y.shape == y.shape
+    # t_y reaches eps_x through the text token: the image's prediction depends on the text's level
+    assert not torch.allclose(net(x, y, t, t)[0], eps_x)
+    uni = UniDiffuser(net, 1000)
+    with torch.no_grad():
+        assert torch.equal(uni.image()(x, t, y), net(x, y, t, torch.zeros(4, dtype=torch.long))[0])
+        assert torch.equal(uni.text()(y, t, x), net(x, y, torch.zeros(4, dtype=torch.long), t)[1])
+        joint = uni.joint()(torch.cat([x.flatten(1), y], 1), t)
+        assert torch.equal(joint, torch.cat([a.flatten(1) for a in net(x, y, t, t)], 1))
+        images = sample(uni.image(torch.Generator().manual_seed(0)), SCHEDULE, x, DDIMSampler(num_steps=3),
+                        progress=False)  # the marginal: the text at T - 1
+        assert images.shape == x.shape and torch.isfinite(images).all()
+    with pytest.raises(ValueError, match="z_t must have shape"):
+        uni.image()(x[:, :, :4], t, y)
+    with pytest.raises(ValueError, match="cond must have shape"):
+        uni.text()(y, t, x[:, :1])
+    with pytest.raises(ValueError, match="context_len = 1"):
+        UniUViT(UViTConfig(image_size=8, patch_size=4, hidden=32, depth=1, heads=2))
+    with pytest.raises(ValueError, match="x_shape and y_shape"):
+        UniDiffuser(lambda *a: a, 1000)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from .._checks import check_choice, check_float, check_generator, check_int, generator_from
+from .._checks import check_choice, check_float, check_generator, check_int, check_tensor, generator_from
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = {  # sRGB in [0, 1]: saturated, far apart, all distinct from every background
@@ -114,6 +114,17 @@ class Scenes:
         out = {k: torch.where(self.present, getattr(self, k), -1) for k in ATTRIBUTES}
         out["background"] = self.background
         return out
+
+    def attribute_vector(self) -> torch.Tensor:
+        """A one-object scene's caption as numbers (B, 24): one block per attribute of ``VECTOR_PARTS``, +1 at the
+        scene's value and -1 elsewhere (UniDiffuser's text modality in ``coursekit report unidiffuser_shapes``).
+        ``read_attribute_vector`` reads it back."""
+        if not bool((self.num_objects == 1).all()):
+            raise ValueError(f"scenes must hold one object each for an attribute vector, got {self.num_objects.tolist()}")
+        labels = self.labels()
+        index = [labels[k][:, 0] if k != "background" else labels[k] for k in VECTOR_PARTS]
+        blocks = [torch.nn.functional.one_hot(i, n) for i, n in zip(index, _vector_sizes())]
+        return torch.cat(blocks, 1).float() * 2 - 1
 
     def captions(self, omit: dict[str, torch.Tensor] | None = None) -> list[str]:
         """One caption per scene, e.g. "a large red circle at the top left and a small blue square
@@ -257,6 +268,21 @@ class ShapesWorld:
         """Convenience: ``n`` images and their captions from ``seed``."""
         scenes = self.sample(n, seed)
         return self.render(scenes)[0], scenes.captions()
+
+
+VECTOR_PARTS = ("shape", "colour", "size", "position", "background")
+
+
+def _vector_sizes() -> list[int]:
+    return [len(BACKGROUNDS) if k == "background" else len(ATTRIBUTES[k]) for k in VECTOR_PARTS]
+
+
+def read_attribute_vector(y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The attribute indices (B,) an attribute vector (B, 24) names, as ``Scenes.attribute_vector`` writes it:
+    the largest entry of each block (so a sampled, noisy vector reads as its nearest caption)."""
+    sizes = _vector_sizes()
+    check_tensor("y", y, shape=(None, sum(sizes)))
+    return {k: block.argmax(1) for k, block in zip(VECTOR_PARTS, y.split(sizes, 1))}
 
 
 def _as_index(name: str, value, names: tuple, B: int) -> torch.Tensor:

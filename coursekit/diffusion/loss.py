@@ -74,13 +74,17 @@ def multiscale_loss(prediction: torch.Tensor, target: torch.Tensor, base: int = 
 
 
 def unidiffuser_loss(network, schedule: NoiseSchedule, x0: torch.Tensor, y0: torch.Tensor, *,
-                     generator: torch.Generator | None = None, clean: str | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, clean: str | None = None,
+                     modality_mean: bool = False) -> torch.Tensor:
     """UniDiffuser's objective (Bao et al., ICML 2023, eq. 5):
     E || eps_theta(x_{t_x}, y_{t_y}, t_x, t_y) - [eps_x, eps_y] ||^2 with t_x, t_y independent and uniform on [0, T).
 
     One network learns the noise of both modalities at every pair of levels, so every distribution of the pair is a
     choice of timesteps (``models.unidiffuser``). ``network(x_t, y_t, t_x, t_y) -> (eps_x, eps_y)``; x0 (B, ...) and
-    y0 (B, ...) one pair per row. The mean is over all B (dim_x + dim_y) numbers. t and noise come from ``generator``.
+    y0 (B, ...) one pair per row. The mean is over all B (|x| + |y|) numbers; ``modality_mean`` instead sums each
+    modality's own mean, so both weigh the same whatever their sizes (an image of 3,072 numbers beside a caption
+    vector of 10 leaves the caption 0.3% of the plain mean: its denoising is then barely trained). t and noise come
+    from ``generator``.
     ``clean`` "x" trains the same network as a bespoke image-to-text model instead: x always clean at t_x = 0 (as the
     image-to-text task feeds it), the loss on eps_y alone; "y" the reverse (text-to-image). The same draws are made.
     """
@@ -102,5 +106,7 @@ def unidiffuser_loss(network, schedule: NoiseSchedule, x0: torch.Tensor, y0: tor
         out_x = network(q_sample(x0, t_x, eps_x, schedule), y0, t_x, torch.zeros_like(t_y))[0]
         return F.mse_loss(out_x, eps_x)
     out_x, out_y = network(q_sample(x0, t_x, eps_x, schedule), q_sample(y0, t_y, eps_y, schedule), t_x, t_y)
+    if modality_mean:
+        return F.mse_loss(out_x, eps_x) + F.mse_loss(out_y, eps_y)
     out, eps = (torch.cat([a.flatten(1), b.flatten(1)], 1) for a, b in ((out_x, out_y), (eps_x, eps_y)))
     return F.mse_loss(out, eps)

@@ -22,8 +22,8 @@ from .imagic import Imagic, imagic
 from .inversion import Inversion, invert, reconstruct
 from .null_text import null_text_invert
 from .sdedit import sdedit
-from .sparse import SparseUNet, sparse_sdedit
+from .sparse import sparse_sdedit
 
-__all__ = ["DiffEditResult", "Imagic", "Inversion", "SparseUNet", "diffedit", "diffedit_mask", "difference_map",
+__all__ = ["DiffEditResult", "Imagic", "Inversion", "diffedit", "diffedit_mask", "difference_map",
            "imagic", "invert", "mask_from_map", "null_text_invert", "reconstruct", "sdedit", "sparse_sdedit",
            "translate", "translate_captions"]

@@ -59,6 +59,7 @@ class JointMixtureDenoiser:
         self.mixture, self.schedule = mixture, schedule
         self.dim_x = check_int("split", split, 1, mixture.D)
         self.dim_y = mixture.D - split
+        self.x_shape, self.y_shape = (self.dim_x,), (self.dim_y,)
 
     def __call__(self, x_t: torch.Tensor, y_t: torch.Tensor, t_x: torch.Tensor,
                  t_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
