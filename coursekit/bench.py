@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 import statistics
 import time
 import warnings
@@ -292,31 +293,44 @@ def bench_trainer(recipe: str = "shapes-unet", batch: int | None = None, steps: 
 # --- spatially sparse inference for edits (SIGE) against the dense network -------------------------------------
 
 
+# SIGE's reported figures for Stable Diffusion (Li et al., journal version, arXiv 2211.02048, abstract): about 1% of
+# the image edited, one U-Net forward at 512x512 (64x64 latents)
+SIGE_PAPER_SD = {"edited_area": "about 1%", "mac_reduction": 8.2, "speedup": 7.2, "device": "NVIDIA RTX 3090",
+                 "source": "Li et al., Efficient Spatially Sparse Inference for Conditional GANs and Diffusion Models, "
+                           "arXiv 2211.02048, abstract"}
+SPARSE_MODELS = ("shapes", "sd15")
+
+
 def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[float, ...] = (0.01, 0.05, 0.2),
-                 rounds: int = 2, block: int = 8) -> dict:
-    """One U-Net forward on an edited image: dense (coursekit, and diffusers' twin with the same weights) against
+                 rounds: int = 2, block: int = 8, model: str = "shapes") -> dict:
+    """One U-Net forward on an edited input: dense (coursekit, and diffusers' twin with the same weights) against
     ``models.sparse`` from the original's cache, with frozen and with fresh GroupNorm statistics, for a square
-    edit covering each of ``areas`` of the image. The course's U-Net architecture (``unet_shapes``), random
-    weights, at ``resolution``; MACs counted (``counting.count_macs``) and wall-clock timed in alternating rounds."""
+    edit covering each of ``areas`` of the input. ``model``: "shapes", the course's U-Net architecture
+    (``unet_shapes``) on ``resolution`` x ``resolution`` images; "sd15", Stable Diffusion 1.5's U-Net (``unet_sd15``)
+    on latents of side ``resolution`` (64: a 512x512 image) with 77 text tokens. Random weights (the cost does
+    not depend on them; the agreement with the dense output is that of a random network). MACs counted
+    (``counting.count_macs``), wall-clock timed in alternating rounds, and each sparse output's PSNR against the dense
+    output on the edited input (peak: the dense output's range)."""
     from .models.sparse import SparseUNet, difference_mask
     from .models import unet
     from .models.counting import count_macs
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.startswith("cuda")
+    check_choice("model", model, SPARSE_MODELS)
     check_int("resolution", resolution, 32)
     check_int("rounds", rounds, 1)
     for a in areas:
         check_float("areas", a, 1e-4, 1.0)
     torch.manual_seed(0)
-    cfg = unet.unet_shapes()
+    cfg, tokens = (unet.unet_shapes(), 16) if model == "shapes" else (unet.unet_sd15(), 77)
     ref = unet.diffusers_unet(cfg).eval()
-    ours = unet.from_diffusers(ref).eval().to(device)
+    ours = unet.from_diffusers(ref, copy=False).eval().to(device)  # the same tensors: one copy of SD's weights
     ref = ref.to(device)
     engine = SparseUNet(ours, block)
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(1, 3, resolution, resolution, generator=gen).to(device)
-    cond = torch.randn(1, 16, cfg.context_dim, generator=gen).to(device)
+    x = torch.randn(1, cfg.in_channels, resolution, resolution, generator=gen).to(device)
+    cond = torch.randn(1, tokens, cfg.context_dim, generator=gen).to(device)
     t = torch.tensor([500], device=device)
     with torch.no_grad():
         _, cache = engine.record(x, t, cond)
@@ -349,20 +363,35 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
     for area in areas:
         edited, tiles, changed = edits[area]
         macs = count_macs(lambda: sparse(area, "frozen")())
+        with torch.no_grad():
+            dense = ours(edited, t, cond).float()
+            psnr = {n: round(_psnr(sparse(area, n)().float(), dense), 1) for n in ("frozen", "fresh")}
         rows.append({"area": area, "mask_fraction": round(changed, 4),
                      "active_tiles": {str(h): round(T.fraction, 4) for h, T in tiles.items()},
                      "gmacs": round(macs / 1e9, 3), "mac_reduction": round(dense_macs / macs, 2),
                      **{f"{n}_seconds": round(seconds[(area, n)], 4) for n in ("frozen", "fresh")},
-                     **{f"{n}_speedup": round(seconds["coursekit"] / seconds[(area, n)], 2) for n in ("frozen", "fresh")}})
-    return {"benchmark": "sparse", "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-            "resolution": resolution, "block": block, "rounds": rounds, "dense_gmacs": round(dense_macs / 1e9, 3),
+                     **{f"{n}_speedup": round(seconds["coursekit"] / seconds[(area, n)], 2) for n in ("frozen", "fresh")},
+                     **{f"{n}_psnr_to_dense": psnr[n] for n in ("frozen", "fresh")}})
+    return {"benchmark": "sparse" if model == "shapes" else "sparse-sd", "model": model, "weights": "random",
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu", "resolution": resolution, "block": block,
+            "rounds": rounds, "dense_gmacs": round(dense_macs / 1e9, 3),
             "dense_seconds": {k: round(seconds[k], 4) for k in ("coursekit", "diffusers")},
-            "diffusers_over_coursekit": round(seconds["diffusers"] / seconds["coursekit"], 3), "rows": rows}
+            "diffusers_over_coursekit": round(seconds["diffusers"] / seconds["coursekit"], 3), "rows": rows,
+            **({"paper": SIGE_PAPER_SD} if model == "sd15" else {})}
+
+
+def _psnr(a: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR of ``a`` against ``reference`` with the reference's range as the peak (network outputs have no fixed
+    range); inf when equal."""
+    mse = (a - reference).pow(2).mean().item()
+    peak = (reference.max() - reference.min()).item()
+    return float("inf") if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
 BENCHMARKS = {"shapes": bench_shapes, "trainer-unet": bench_trainer,
               "trainer-dit": functools.partial(bench_trainer, "shapes-dit"),
               "trainer-uvit": functools.partial(bench_trainer, "shapes-uvit"), "sparse": bench_sparse,
+              "sparse-sd": functools.partial(bench_sparse, model="sd15", resolution=64),
               **{name: functools.partial(bench_model, name) for name in CASES}}
 
 

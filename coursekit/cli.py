@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="both sides' precision (default: bf16 autocast on CUDA, fp32 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile coursekit's network")
-    p.add_argument("--resolution", type=int, default=None, help="image side of the sparse benchmark (default: 256)")
+    p.add_argument("--resolution", type=int, default=None, help="image side of the sparse benchmark (default: 256); latent side of sparse-sd (default: 64, a 512x512 image)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_bench)
 

@@ -10,22 +10,25 @@ from coursekit.editing import sdedit, sparse_sdedit
 from coursekit.evaluate import psnr
 from coursekit.models.counting import count_macs
 from coursekit.models.sparse import SparseUNet, Tiles, _SparsePass, active_tiles, difference_mask, pyramid, tile_size
-from coursekit.models.unet import AttentionBlock, SpatialTransformer, UNet, unet_shapes
+from coursekit.models.unet import AttentionBlock, SpatialTransformer, UNet, unet_sd15, unet_shapes
 
 # the course's U-Net (spatial transformers, cross-attention) and DDPM's layout (self-attention blocks,
 # scale-shift time embedding, right/bottom padded downsampling): every sparse block is exercised
 CONFIGS = {
     "transformer": dict(),
     "ddpm": dict(transformer=False, context_dim=None, time_norm="scale_shift", downsample_padding=0),
+    # Stable Diffusion 1.5's layout (four levels, transformers at the first three and in the middle, two residual
+    # blocks per level, three on the way up), narrowed; the engine at SD's size is ``coursekit bench sparse-sd``
+    "sd": dict(in_channels=3, out_channels=3, channels=(32, 32, 64, 64), heads=(2, 2, 2, 2), context_dim=128),
 }
 
 
 def network(kind: str, size: int = 32, batch: int = 2):
     torch.manual_seed(0)
-    unet = UNet(unet_shapes(**CONFIGS[kind])).eval()
+    unet = UNet((unet_sd15 if kind == "sd" else unet_shapes)(**CONFIGS[kind])).eval()
     x = torch.randn(batch, 3, size, size)
     t = torch.tensor([500, 30][:batch])
-    cond = torch.randn(batch, 16, 128) if kind == "transformer" else None
+    cond = torch.randn(batch, 16, 128) if kind != "ddpm" else None
     return SparseUNet(unet, block=4), x, t, cond
 
 
@@ -48,7 +51,7 @@ def test_an_empty_edit_returns_the_cached_output_exactly(kind, norms):
     assert count_macs(lambda: engine.sparse(x, t, cond, cache, empty, norms)) == count_macs(engine.unet.time_embed, t)
 
 
-@pytest.mark.parametrize("kind,size", [("transformer", 32), ("ddpm", 32), ("transformer", 48)])
+@pytest.mark.parametrize("kind,size", [("transformer", 32), ("ddpm", 32), ("transformer", 48), ("sd", 32)])
 def test_every_tile_active_equals_the_dense_network(kind, size):
     engine, x, t, cond = network(kind, size)  # 48: tiles of 8, 6 and 2 pixels at 48, 24 and 12
     _, cache = engine.record(x, t, cond)
@@ -67,7 +70,8 @@ def test_each_sparse_block_is_exact_where_a_small_edit_reaches(kind):
     # a U-Net's receptive field is the whole image, so check each block alone: its input changed in a corner,
     # the tiles covering what the change reaches, frozen statistics: the dense block's answer, which every
     # partial gather and scatter must reproduce (attention everywhere changes: compare it on the tiles)
-    engine, x, t, cond = network(kind, batch=1)
+    size = 64 if kind == "sd" else 32  # SD's four levels: 8x8 at the lowest, where a corner is still a corner
+    engine, x, t, cond = network(kind, size, batch=1)
     inputs, hooks = {}, []
 
     def keep(module, args, out):
@@ -79,12 +83,12 @@ def test_each_sparse_block_is_exact_where_a_small_edit_reaches(kind):
     _, cache = engine.record(x, t, cond)
     for h in hooks:
         h.remove()
-    tiles = engine.tiles(square(32, 0, 0, 8))
+    tiles = engine.tiles(square(size, 0, 0, 8))
     assert all(0 < T.fraction < 0.5 for T in tiles.values())
     frozen = _SparsePass(cache, tiles, fresh=False)
     for module, args in inputs.items():
         edited = args[0].clone()
-        edited[..., :2, :2] += 1.0
+        edited[..., :1, :1] += 1.0  # one pixel: at SD's 8x8 level a 2x2 corner is already 16x16 at 64
         sparse = frozen(module, edited, *args[1:])
         with engine._swapped(engine._frozen(cache)):
             dense = module(edited, *args[1:])

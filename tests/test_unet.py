@@ -1,6 +1,8 @@
 """The U-Net: diffusers' UNet2DModel and UNet2DConditionModel map onto it weight for weight and give
 the same outputs (measured max abs difference: 1.6e-6 and 0.0 on CPU float32; the bound is 1e-5)."""
 
+import inspect
+
 import pytest
 import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
@@ -124,3 +126,18 @@ def test_upcast_attention_computes_attention_in_float32_under_16_bit_weights():
     q, k, v = (z.unflatten(-1, (4, -1)).transpose(1, 2) for z in attention.qkv(x).chunk(3, dim=-1))
     want = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).half()
     assert torch.equal(attention(x), attention.out(want.transpose(1, 2).reshape(2, 16, 64)))
+
+
+def test_unet_sd15_is_stable_diffusion_15s_published_config():
+    from diffusers import UNet2DConditionModel
+
+    # stable-diffusion-v1-5's unet/config.json, as published (the keys that are not diffusers' defaults)
+    published = {"attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768,
+                 "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                      "DownBlock2D"],
+                 "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+                 "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4,
+                 "out_channels": 4, "layers_per_block": 2, "norm_eps": 1e-05, "norm_num_groups": 32, "sample_size": 64}
+    defaults = {k: p.default for k, p in inspect.signature(UNet2DConditionModel.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    assert U.config_from_diffusers({**defaults, **published}, defaults) == U.unet_sd15()

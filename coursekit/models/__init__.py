@@ -11,12 +11,12 @@ from .experts import ConditionSwitch, Experts, tree_boundaries
 from .sparse import SparseUNet
 from .toy import ToyMLP
 from .unidiffuser import UniDiffuser, UniToyMLP, UniUViT
-from .unet import UNet, UNetConfig, unet_ddpm_cifar10, unet_shapes
+from .unet import UNet, UNetConfig, unet_ddpm_cifar10, unet_sd15, unet_shapes
 from .uvit import UViT, UViTConfig, uvit_shapes, uvit_small
 
 __all__ = [
     "ConditionSwitch", "DIT_SIZES", "DiT", "DiTConfig", "Experts", "JointMixtureDenoiser", "MixtureDenoiser", "SparseUNet", "ToyMLP",
     "UNet", "UNetConfig", "UniDiffuser", "UniToyMLP", "UniUViT", "UViT", "UViTConfig",
     "activation_shapes", "count_macs", "count_parameters", "dit_b2", "dit_l2", "dit_s2", "dit_shapes", "dit_size", "dit_xl2",
-    "tree_boundaries", "unet_ddpm_cifar10", "unet_shapes", "uvit_shapes", "uvit_small",
+    "tree_boundaries", "unet_ddpm_cifar10", "unet_sd15", "unet_shapes", "uvit_shapes", "uvit_small",
 ]

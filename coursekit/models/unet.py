@@ -324,6 +324,18 @@ def unet_shapes(**overrides) -> UNetConfig:
     ), **overrides})
 
 
+def unet_sd15(**overrides) -> UNetConfig:
+    """Stable Diffusion 1.5's U-Net (its ``unet/config.json``, diffusers' ``UNet2DConditionModel`` defaults with
+    768-wide cross-attention): 4 latent channels, widths 320-640-1280-1280, two residual blocks per level, spatial
+    transformers with 8 heads at the first three levels and in the middle, cross-attention to CLIP's 768-wide
+    tokens. 860M parameters; SD 2.1 adds ``linear_projection`` and 1024-wide tokens."""
+    return UNetConfig(**{**dict(
+        in_channels=4, out_channels=4, channels=(320, 640, 1280, 1280), attention=(True, True, True, False),
+        heads=(8, 8, 8, 8), layers_per_level=2, transformer=True, context_dim=768, norm_eps=1e-5,
+        flip_sin_to_cos=True, freq_shift=0.0,
+    ), **overrides})
+
+
 # --- diffusers interop: configs both ways, and the weight mapping --------------------------------
 
 _RENAMES = [  # diffusers name -> coursekit name, applied in order
