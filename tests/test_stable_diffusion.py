@@ -14,7 +14,7 @@ import warnings
 import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
-from tiny_sd import LAYOUTS, SD15_SCHEDULER, SD21_SCHEDULER, diffusers_pipeline, tiny_parts
+from coursekit.tiny_sd import LAYOUTS, SD15_SCHEDULER, SD21_SCHEDULER, diffusers_pipeline, tiny_parts
 
 from coursekit.diffusion import from_diffusers, sample
 from coursekit.editing import (diffedit, diffedit_mask, imagic, invert, null_text_invert, reconstruct, sdedit,
@@ -370,3 +370,11 @@ def test_sparse_sdedit_runs_on_stable_diffusions_unet(pipes, layout):
         assert psnr(sparse, dense).item() > unedited + 4, (layout, norms)
     with pytest.raises(ValueError, match="pipe.denoiser must be a TextConditioned coursekit UNet"):
         sparse_sdedit(pipes[layout, "diffusers"], edited, original_image=original, **options)
+
+
+def test_tiny_parts_make_a_pipeline_offline_with_no_folder_given():
+    a, b = (from_parts(**tiny_parts(seed=7)) for _ in range(2))  # a temporary folder each; the same seed, the same parts
+    x = a.generate(PROMPTS[:1], num_inference_steps=2, seed=0)
+    assert x.shape == (1, 3, 32, 32) and torch.equal(x, b.generate(PROMPTS[:1], num_inference_steps=2, seed=0))
+    with pytest.raises(ValueError, match="layout must be one of"):
+        tiny_parts(layout="sdxl")

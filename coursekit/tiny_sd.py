@@ -1,4 +1,5 @@
-"""Tiny, randomly initialised Stable Diffusion parts, made offline from a seed: what the SD tests compare on.
+"""Tiny, randomly initialised Stable Diffusion parts, made offline from a seed: what the SD tests compare on, and what
+a lesson runs on where no weights can be loaded (its images are then noise; the code path is the real one).
 
 The layouts are SD 1.5's and SD 2.1's shrunk (diffusers' own tests' ``get_dummy_components`` sizes), with their
 real scheduler configs: SD 1.5 ships a PNDM config (epsilon), SD 2.1 a DDIM one with v-prediction, linear
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import json
 import string
+import tempfile
 from pathlib import Path
 
 import torch
+
+from ._checks import check_choice
 
 # scheduler/scheduler_config.json as the checkpoints ship them
 SD15_SCHEDULER = {"_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
@@ -48,12 +52,15 @@ def write_clip_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def tiny_parts(folder: Path, layout: str = "sd15", seed: int = 0) -> dict:
-    """unet, vae, text_encoder, tokenizer and scheduler_config of a tiny SD of ``layout`` ("sd15", "sd21"); images are
-    32 x 32, latents 4 x 16 x 16, text 77 tokens of width 32."""
+def tiny_parts(folder: Path | None = None, layout: str = "sd15", seed: int = 0) -> dict:
+    """unet, vae, text_encoder, tokenizer and scheduler_config of a tiny SD of ``layout`` ("sd15", "sd21"), the
+    tokenizer's files written under ``folder`` (a new temporary folder when None); images are 32 x 32, latents
+    4 x 16 x 16, text 77 tokens of width 32. ``stable_diffusion.from_parts(**tiny_parts())`` is a pipeline."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    check_choice("layout", layout, tuple(LAYOUTS))
+    folder = Path(tempfile.mkdtemp(prefix="coursekit-tiny-sd-")) if folder is None else Path(folder)
     spec = LAYOUTS[layout]
     tokenizer = CLIPTokenizer.from_pretrained(str(write_clip_tokenizer(folder / "tokenizer")), model_max_length=77)
     torch.manual_seed(seed)
