@@ -617,7 +617,7 @@ def unidiffuser_shapes(quick: bool) -> dict:
             out["text_error_ratio"] = round((err[0] / err[1]).item(), 3)
         return out
 
-    models = {}
+    rows = []
     for name, clean in (("one network", None), ("text-to-image only", "y"), ("image-to-text only", "x")):
         torch.manual_seed(0)
         net, start = UniUViT(cfg), time.perf_counter()
@@ -631,7 +631,7 @@ def unidiffuser_shapes(quick: bool) -> dict:
 
         losses = train(net, schedule, batches, steps, lr=1e-3, seed=0, lr_factor=warmup_cosine(min(50, steps // 4), steps),
                        progress=False, loss_fn=loss)
-        row, uni = {"train_seconds": round(time.perf_counter() - start, 1),
+        row, uni = {"network": name, "train_seconds": round(time.perf_counter() - start, 1),
                     "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4)}, UniDiffuser(net.eval(), schedule.T)
         with torch.no_grad():
             row["uses_other_modality"] = other_modality_use(net, clean)
@@ -642,7 +642,7 @@ def unidiffuser_shapes(quick: bool) -> dict:
                     ClassifierFreeGuidance(uni.image(torch.Generator().manual_seed(3)), 3.0))
             if clean != "y":
                 row["image-to-text"] = image_to_text(uni.text())
-        models[name] = row
+        rows.append(row)
     with torch.no_grad():
         ceiling = shares(scene_accuracy(judge.predict(x0), scenes))
     return {"setup": {"data": "ShapesWorld(32, max_objects=1), caption as Scenes.attribute_vector() (24 numbers)",
@@ -652,7 +652,7 @@ def unidiffuser_shapes(quick: bool) -> dict:
                       "sampler": f"DDIM, {ddim} steps", "held_out_scenes": n, "seed": 777},
             "judge_on_true_renders": ceiling,
             "chance": {k: round(1 / len(v), 3) for k, v in (*ATTRIBUTES.items(), ("background", BACKGROUNDS))},
-            "models": models}
+            "rows": rows}
 
 
 def experts(quick: bool) -> dict:

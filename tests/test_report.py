@@ -108,7 +108,9 @@ def test_the_effects_point_the_way_the_papers_say(quick):
     assert min(us["judge_on_true_renders"].values()) >= 0.9 and us["chance"]["position"] == pytest.approx(1 / 9, abs=1e-3)
     directions = {"one network": {"text-to-image", "text-to-image, free guidance s=2", "image-to-text"},
                   "text-to-image only": {"text-to-image"}, "image-to-text only": {"image-to-text"}}
-    for name, row in us["models"].items():
+    assert [row["network"] for row in us["rows"]] == list(directions)
+    for row in us["rows"]:
+        name = row["network"]
         assert directions[name] <= set(row), name
         assert all(0 <= v <= 1 for d in directions[name] for v in row[d].values()), row
         assert all(0 < v < 10 for v in row["uses_other_modality"].values()), row
