@@ -83,8 +83,7 @@ def unidiffuser_loss(network, schedule: NoiseSchedule, x0: torch.Tensor, y0: tor
     choice of timesteps (``models.unidiffuser``). ``network(x_t, y_t, t_x, t_y) -> (eps_x, eps_y)``; x0 (B, ...) and
     y0 (B, ...) one pair per row. The mean is over all B (|x| + |y|) numbers; ``modality_mean`` instead sums each
     modality's own mean, so both weigh the same whatever their sizes (an image of 3,072 numbers beside a caption
-    vector of 10 leaves the caption 0.3% of the plain mean: its denoising is then barely trained). t and noise come
-    from ``generator``.
+    vector of 10 leaves the caption 0.3% of the plain mean's weight). t and noise come from ``generator``.
     ``clean`` "x" trains the same network as a bespoke image-to-text model instead: x always clean at t_x = 0 (as the
     image-to-text task feeds it), the loss on eps_y alone; "y" the reverse (text-to-image). The same draws are made.
     """
