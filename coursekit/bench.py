@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import math
 import statistics
 import time
 import warnings
@@ -309,14 +308,14 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
     (``unet_shapes``) on ``resolution`` x ``resolution`` images; "sd15", Stable Diffusion 1.5's U-Net (``unet_sd15``)
     on latents of side ``resolution`` (64: a 512x512 image) with 77 text tokens; ``sparse-sd`` runs it with tiles
     of at most 4 (``block``), which the measured 1% edit needed: tiles of 8 straddled by the edit made the 32x32 and
-    16x16 levels, where most of SD's MACs are, 25% active (5.0x fewer MACs, 2.6x faster; tiles of 4: 7.4x, 3.3x,
-    on this 2-core CPU). Random weights (the cost does
-    not depend on them; the agreement with the dense output is that of a random network). MACs counted
-    (``counting.count_macs``), wall-clock timed in alternating rounds, and each sparse output's PSNR against the dense
-    output on the edited input (peak: the dense output's range)."""
-    from .models.sparse import SparseUNet, difference_mask
+    16x16 levels, where most of SD's MACs are, 25% active (5.0x fewer MACs, 2.6x faster; tiles of 4: 8.0x, 3.2x,
+    on a 2-core CPU). Random weights (the cost does not depend on them; the agreement with the dense output is that
+    of a random network). MACs counted (``counting.count_macs``), wall-clock timed in alternating rounds, and each
+    sparse output's PSNR against the dense output on the edited input (peak: the dense output's range)."""
+    from .evaluate import psnr as image_psnr
     from .models import unet
     from .models.counting import count_macs
+    from .models.sparse import SparseUNet, difference_mask
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.startswith("cuda")
@@ -368,7 +367,8 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
         macs = count_macs(lambda: sparse(area, "frozen")())
         with torch.no_grad():
             dense = ours(edited, t, cond).float()
-            psnr = {n: round(_psnr(sparse(area, n)().float(), dense), 1) for n in ("frozen", "fresh")}
+            peak = (dense.max() - dense.min()).item()  # network outputs have no fixed range
+            psnr = {n: round(image_psnr(sparse(area, n)().float(), dense, peak).item(), 1) for n in ("frozen", "fresh")}
         rows.append({"area": area, "mask_fraction": round(changed, 4),
                      "active_tiles": {str(h): round(T.fraction, 4) for h, T in tiles.items()},
                      "gmacs": round(macs / 1e9, 3), "mac_reduction": round(dense_macs / macs, 2),
@@ -382,13 +382,6 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
             "diffusers_over_coursekit": round(seconds["diffusers"] / seconds["coursekit"], 3), "rows": rows,
             **({"paper": SIGE_PAPER_SD} if model == "sd15" else {})}
 
-
-def _psnr(a: torch.Tensor, reference: torch.Tensor) -> float:
-    """PSNR of ``a`` against ``reference`` with the reference's range as the peak (network outputs have no fixed
-    range); inf when equal."""
-    mse = (a - reference).pow(2).mean().item()
-    peak = (reference.max() - reference.min()).item()
-    return float("inf") if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
 BENCHMARKS = {"shapes": bench_shapes, "trainer-unet": bench_trainer,

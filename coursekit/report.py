@@ -567,9 +567,8 @@ def unidiffuser_shapes(quick: bool) -> dict:
     reading of the true renders beside it); image-to-text: how often the sampled vector names the rendered scene's
     attributes. The one network also samples with its free guidance (scale 1 + s, s = 2). ``uses_other_modality``:
     each network's noise error at t = 500 given the true partner over that given another scene's (1: ignored). CPU
-    minutes are far below
-    the zoo's GPU training, so the absolute numbers are those of an under-trained model: what it reaches is the
-    result; the comparison is at equal size and steps."""
+    minutes are far below the zoo's GPU training, so the absolute numbers are those of an under-trained model: what
+    it reaches is the result; the comparison is at equal size and steps."""
     from . import zoo
     from .data import ATTRIBUTES, BACKGROUNDS, ShapesWorld, read_attribute_vector
     from .diffusion import ClassifierFreeGuidance, DDIMSampler, cosine, sample
