@@ -29,6 +29,7 @@ these pipelines decode the latents themselves and do not run it, and loading by 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,6 +42,8 @@ from .models.unet import from_diffusers as unet_from_diffusers
 from .pipeline import Defaults, Pipeline, Sampling
 
 NETWORKS = ("coursekit", "diffusers")
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+USES = ("auto", "real", "tiny")
 
 # Stable Diffusion's defaults for the methods (the rule: ``pipeline.Defaults``). Guidance 7.5 and the null-text
 # learning rate 1e-2 are diffusers' and the null-text paper's; Imagic's stage 1 is the diffusers community pipeline's
@@ -120,3 +123,66 @@ def stable_diffusion(source, *, network: str = "coursekit", torch_dtype: torch.d
     pipe.denoiser.to(device)
     pipe.codec.to(device)
     return pipe
+
+
+@dataclass
+class Situation:
+    """What ``find_pipeline`` found: ``name`` "gpu" (real weights on a CUDA GPU in float16), "cpu" (real weights on
+    the CPU in float32, only when asked for) or "offline" (tiny random parts on the CPU in float32: the images are
+    noise, the code path is the real one); ``reason``, a sentence saying why; ``parts``, the tiny parts behind an
+    offline pipeline (``tiny_sd.tiny_parts``: what diffusers' pipelines are built on to check the course's against),
+    None otherwise."""
+
+    name: str
+    pipe: Pipeline
+    reason: str
+    parts: dict | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.device
+
+
+def find_pipeline(model: str | Path = SD15, *, download: bool = False, use: str = "auto",
+                  tiny_resolution: int = 64, **load_options) -> Situation:
+    """The Stable Diffusion this machine can run, for a lesson that must run everywhere (lesson 10).
+
+    ``use="auto"``: with a CUDA GPU and ``model``'s weights at hand (a local folder in diffusers' layout, a model
+    already in the Hugging Face cache, or a name with ``download=True``, which then downloads it: SD 1.5's U-Net,
+    VAE and text encoder are about 4 GB of float32 files, ``variant="fp16"`` halves that), the real model in float16 on
+    the GPU; otherwise the tiny random parts of SD 1.5's layout at ``tiny_resolution`` pixels, on the CPU in float32,
+    which need no network and no weights. Nothing is downloaded unless ``download`` is True. ``use="real"``: the real weights whatever the device (on a CPU, float32: minutes per
+    image), a ValueError naming ``model`` if they cannot be loaded; ``use="tiny"``: the tiny parts. ``load_options``
+    go to ``stable_diffusion`` (e.g. ``revision``, ``variant="fp16"``)."""
+    check_choice("use", use, USES)
+    if not isinstance(download, bool):
+        raise ValueError(f"download must be True or False, got {download!r}")
+    if not isinstance(model, (str, Path)):
+        raise ValueError(f"model must be a model name or a folder, got {type(model).__name__}")
+    cuda = torch.cuda.is_available()
+    if use == "tiny":
+        return _offline(tiny_resolution, "asked for (use='tiny')")
+    if use == "auto" and not cuda:
+        return _offline(tiny_resolution, "no CUDA GPU: Stable Diffusion 1.5's U-Net takes about 6 s per call at 512 x 512 "
+                        "on a 2-core CPU (coursekit bench sparse-sd), minutes per edit (use='real' runs it anyway)")
+    options = dict(load_options)
+    if not download and not Path(model).is_dir():
+        options["local_files_only"] = True  # the cache only: no network
+    try:
+        pipe = stable_diffusion(model, torch_dtype=torch.float16 if cuda else torch.float32,
+                                device="cuda" if cuda else "cpu", **options)
+    except (OSError, ValueError, ImportError) as error:  # not in the cache, no such folder, no network, no extra
+        if use == "real":
+            raise ValueError(f"model {str(model)!r} could not be loaded ({type(error).__name__}: {error}); give a folder "
+                             "in diffusers' layout, or download=True") from error
+        return _offline(tiny_resolution, f"{model} could not be loaded from this machine ({type(error).__name__}: "
+                        f"{str(error)[:200]}); download=True fetches a model by name")
+    return Situation("gpu" if cuda else "cpu", pipe, f"{model} loaded on "
+                     + (f"{torch.cuda.get_device_name(0)} in float16" if cuda else "the CPU in float32 (use='real')"))
+
+
+def _offline(resolution: int, why: str) -> Situation:
+    from .tiny_sd import tiny_parts
+
+    parts = tiny_parts(layout="sd15", resolution=resolution)
+    return Situation("offline", from_parts(**parts), f"tiny random SD 1.5 parts: {why}", parts)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ._checks import check_choice
+from ._checks import check_choice, check_int
 
 # scheduler/scheduler_config.json as the checkpoints ship them
 SD15_SCHEDULER = {"_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
@@ -52,26 +52,30 @@ def write_clip_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def tiny_parts(folder: Path | None = None, layout: str = "sd15", seed: int = 0) -> dict:
+def tiny_parts(folder: Path | None = None, layout: str = "sd15", seed: int = 0, resolution: int = 32) -> dict:
     """unet, vae, text_encoder, tokenizer and scheduler_config of a tiny SD of ``layout`` ("sd15", "sd21"), the
-    tokenizer's files written under ``folder`` (a new temporary folder when None); images are 32 x 32, latents
-    4 x 16 x 16, text 77 tokens of width 32. ``stable_diffusion.from_parts(**tiny_parts())`` is a pipeline."""
+    tokenizer's files written under ``folder`` (a new temporary folder when None); images are ``resolution`` square
+    (a multiple of 4; 32 by default), latents 4 x resolution/2 x resolution/2 (the tiny VAE halves the side once),
+    text 77 tokens of width 32. The weights do not depend on ``resolution`` (only the configs' sample sizes do).
+    ``stable_diffusion.from_parts(**tiny_parts())`` is a pipeline."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     check_choice("layout", layout, tuple(LAYOUTS))
+    if check_int("resolution", resolution, 8) % 4:
+        raise ValueError(f"resolution must be a multiple of 4 (the tiny U-Net halves its latents once), got {resolution}")
     folder = Path(tempfile.mkdtemp(prefix="coursekit-tiny-sd-")) if folder is None else Path(folder)
     spec = LAYOUTS[layout]
     tokenizer = CLIPTokenizer.from_pretrained(str(write_clip_tokenizer(folder / "tokenizer")), model_max_length=77)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=resolution // 2, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=WIDTH, attention_head_dim=(2, 4), norm_num_groups=32,
         use_linear_projection=spec["linear"], upcast_attention=spec["upcast"]).eval()
     vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4,
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        sample_size=32).eval()
+                        sample_size=resolution).eval()
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"), eos_token_id=eos, pad_token_id=eos,

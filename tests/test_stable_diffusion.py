@@ -378,3 +378,80 @@ def test_tiny_parts_make_a_pipeline_offline_with_no_folder_given():
     assert x.shape == (1, 3, 32, 32) and torch.equal(x, b.generate(PROMPTS[:1], num_inference_steps=2, seed=0))
     with pytest.raises(ValueError, match="layout must be one of"):
         tiny_parts(layout="sdxl")
+
+
+def test_tiny_parts_take_a_resolution():
+    pipe = from_parts(**tiny_parts(resolution=64))
+    assert pipe.resolution == 64 and pipe.model_shape == (4, 32, 32)
+    assert pipe.generate(PROMPTS[:1], num_inference_steps=2).shape == (1, 3, 64, 64)
+    for bad in (30, 4, 64.0):
+        with pytest.raises(ValueError, match="^resolution"):
+            tiny_parts(resolution=bad)
+
+
+def test_find_pipeline_without_a_gpu_runs_offline_and_loads_real_weights_only_when_asked(oracles, tmp_path, monkeypatch):
+    """No CUDA: the tiny parts, with the reason; use="real" loads a folder on the CPU (the route a downloaded model
+    takes), and refuses, naming the model, what it cannot load. With CUDA but a name not on the machine and no
+    download, it falls back offline without touching the network (the cache only)."""
+    from coursekit.stable_diffusion import find_pipeline
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    found = find_pipeline(tiny_resolution=32)
+    assert found.name == "offline" and "no CUDA GPU" in found.reason and found.pipe.resolution == 32
+    assert torch.equal(found.pipe.generate(PROMPTS, num_inference_steps=3, seed=1),
+                       from_parts(**found.parts).generate(PROMPTS, num_inference_steps=3, seed=1))
+    assert find_pipeline(use="tiny").name == "offline"
+    oracles["sd21", "StableDiffusionPipeline"].save_pretrained(tmp_path / "sd")
+    real = find_pipeline(tmp_path / "sd", use="real")
+    assert real.name == "cpu" and real.parts is None and real.pipe.prediction_type == "v_prediction"
+    with pytest.raises(ValueError, match="^model 'nobody/no-such-model' could not be loaded"):
+        find_pipeline("nobody/no-such-model", use="real")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    fallback = find_pipeline("nobody/no-such-model")
+    assert fallback.name == "offline" and "download=True" in fallback.reason
+    for options, name in ((dict(use="gpu"), "use"), (dict(download="yes"), "download"), (dict(model=3), "model")):
+        with pytest.raises(ValueError, match=f"^{name}"):
+            find_pipeline(**options)
+
+
+def test_keep_outside_gives_the_photo_back_outside_the_regenerated_cells(pipes):
+    """A masked edit behind the tiny VAE differs from the image everywhere (the decoder reaches across cells);
+    keep_outside restores the image exactly outside the latent cells the mask touches, and keeps the edit inside."""
+    from coursekit.editing import keep_outside
+
+    pipe, x = pipes["sd15", "coursekit"], images()
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 4:9, 4:9] = 1  # touches latent rows and columns 2 to 4: pixels 4 to 9
+    edited = sdedit(pipe, x, PROMPTS, strength=0.6, num_inference_steps=STEPS, mask_image=mask)
+    kept = keep_outside(pipe, x, edited, mask)
+    cells = torch.zeros(1, 1, 32, 32)
+    cells[..., 4:10, 4:10] = 1
+    assert not torch.equal(edited * (1 - cells), x * (1 - cells))
+    assert torch.equal(kept * (1 - cells), x * (1 - cells)) and torch.equal(kept * cells, edited * cells)
+    with pytest.raises(ValueError, match="^edited"):
+        keep_outside(pipe, x, edited[:1], mask)
+    with pytest.raises(ValueError, match="^mask_image"):
+        keep_outside(pipe, x, edited, mask[..., :20])
+
+
+@pytest.mark.slow
+def test_every_method_runs_with_half_precision_weights(parts):
+    """What lesson 10 runs on a GPU (SD in float16), run here on the CPU with the tiny SD 1.5 cast to float16:
+    every method goes through, with float32 images out (the sampling arithmetic stays float32) and nothing
+    non-finite, LoRA and null-text gradients through the float16 network included."""
+    from coursekit.editing import keep_outside
+
+    p = parts["sd15"]
+    pipe = from_parts(**{**p, "unet": _cast(p["unet"]), "vae": _cast(p["vae"]), "text_encoder": _cast(p["text_encoder"])})
+    x, prompt, target = images(1, seed=4), ["a photo of a cat"], ["a photo of a dog"]
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:16, 8:16] = 1
+    edited = sdedit(pipe, x, prompt, strength=0.5, num_inference_steps=4, mask_image=mask)
+    outs = [edited, keep_outside(pipe, x, edited, mask),
+            reconstruct(pipe, invert(pipe, x, prompt, num_inference_steps=4)),
+            reconstruct(pipe, null_text_invert(pipe, x, prompt, num_inference_steps=4, num_inner_steps=2)),
+            diffedit(pipe, x, target_prompt=target, source_prompt=prompt, num_inference_steps=4).images,
+            imagic(pipe, x, target[0], embed_steps=2, tune_steps=2).generate([0.0, 1.0], num_inference_steps=3),
+            translate_captions(pipe, x, source_prompt=prompt, target_prompt=target, num_inference_steps=4)]
+    for out in outs:
+        assert out.dtype == torch.float32 and torch.isfinite(out).all()

@@ -21,9 +21,9 @@ from .diffedit import DiffEditResult, diffedit, diffedit_mask, difference_map, m
 from .imagic import Imagic, imagic
 from .inversion import Inversion, invert, reconstruct
 from .null_text import null_text_invert
-from .sdedit import sdedit
+from .sdedit import keep_outside, sdedit
 from .sparse import sparse_sdedit
 
 __all__ = ["DiffEditResult", "Imagic", "Inversion", "diffedit", "diffedit_mask", "difference_map",
-           "imagic", "invert", "mask_from_map", "null_text_invert", "reconstruct", "sdedit", "sparse_sdedit",
+           "imagic", "invert", "keep_outside", "mask_from_map", "null_text_invert", "reconstruct", "sdedit", "sparse_sdedit",
            "translate", "translate_captions"]

@@ -15,7 +15,8 @@ q(x_t | guide) with that same noise draw, after every step, so only the masked r
 the seams are blended by the model. The official code (``ermongroup/SDEdit``, mask 1 = keep) resets the kept
 pixels to the level the step started from, one level behind; here they are reset to the level the step
 reached, so the last step returns the guide exactly outside the mask (behind a VAE: the guide's latents, which
-decode to the guide only as closely as the VAE reconstructs it).
+decode to the guide only as closely as the VAE reconstructs it). ``keep_outside`` then puts the guide's own pixels
+back wherever no latent cell was regenerated (diffusers' inpainting pipelines do the same, ``apply_overlay``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
-from .._checks import check_choice, check_float, check_int
+from .._checks import check_choice, check_float, check_int, check_tensor
 from ..diffusion import q_sample, sample
 from ..diffusion.forward import randn
 from ..pipeline import Pipeline, check_pipeline
@@ -113,3 +115,20 @@ def sdedit(pipe: Pipeline, image: torch.Tensor, prompt: Sequence[str] | None = N
     x = sample(pipe.guided(guidance_scale, image.shape[0]), pipe.schedule, x_t0, resumed, cond=pipe.text_features(prompt),
                generator=generator, progress=progress)
     return pipe.decode(x)
+
+
+def keep_outside(pipe: Pipeline, image: torch.Tensor, edited: torch.Tensor, mask_image: torch.Tensor) -> torch.Tensor:
+    """``image``'s own pixels wherever the edit kept the model's input, ``edited``'s where any of it was regenerated.
+
+    Behind a VAE a masked edit keeps the latents outside the mask exactly, but decoding them gives the image only as
+    closely as the VAE reconstructs it, and the decoder spreads each regenerated latent cell into its neighbours'
+    pixels. Pasting the original back restores every pixel outside the regenerated cells exactly (a seam may show at
+    their border). The region is ``pipe.mask_to_model(mask_image) > 0`` brought to the images' resolution (each latent
+    cell covers ``codec.factor`` x ``codec.factor`` pixels). ``image``, ``edited``: (B, C, R, R) at the pipeline's
+    resolution; ``mask_image`` as ``sdedit`` takes it."""
+    pipe = check_pipeline(pipe)
+    image = pipe.check_images(image)
+    check_tensor("edited", edited, shape=tuple(image.shape))
+    regenerated = (pipe.mask_to_model(mask_image, image.shape[0]) > 0).to(image.dtype)
+    region = F.interpolate(regenerated, size=image.shape[-2:], mode="nearest")
+    return torch.where(region.to(image.device) > 0, edited, image)
