@@ -40,13 +40,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # longest start first and the short ones fill the tail: longest-first, the two workers end within seconds of each
 # other (simulated from these costs: 1,548 s against 1,663 s measured with xdist's own order, by test count). A file
 # not listed (under 10 s) runs after those listed. test_stable_diffusion and test_sparse grew later that day by estimate
-# (+22 s, +8 s: sparse SDEdit on SD, the engine on SD's layout).
+# (+22 s, +8 s: sparse SDEdit on SD, the engine on SD's layout); on 2026-12-07 lesson 10 (one run of its cells under
+# pytest, 2 threads: about 40 s) and test_stable_diffusion's half-precision run and find_pipeline (+30 s), by estimate.
 COST = {"tests/test_zoo.py": 566, "tests/test_report.py": 272, "solutions/06_inversion_and_ddib.ipynb": 230,
         "solutions/07_diffedit.ipynb": 222, "solutions/03_guided_synthesis.ipynb": 204, "tests/test_cli.py": 171,
         "solutions/04_sdedit.ipynb": 152, "solutions/02_transformers_for_diffusion.ipynb": 147,
         "solutions/08_imagic.ipynb": 145, "tests/test_build.py": 118, "tests/test_architectures.py": 114,
-        "tests/test_pages.py": 81, "solutions/09_one_network_or_many.ipynb": 78, "tests/test_imagic.py": 75,
-        "tests/test_stable_diffusion.py": 95, "solutions/00_diffusion_in_one_notebook.ipynb": 65,
+        "tests/test_pages.py": 81, "solutions/09_one_network_or_many.ipynb": 78,
+        "solutions/10_your_own_photos.ipynb": 50, "tests/test_imagic.py": 75,
+        "tests/test_stable_diffusion.py": 125, "solutions/00_diffusion_in_one_notebook.ipynb": 65,
         "solutions/01_the_unet.ipynb": 61, "tests/test_inversion.py": 59,
         "solutions/05_edit_only_what_changed.ipynb": 40, "tests/test_sparse.py": 45, "tests/test_diffedit.py": 29,
         "tests/test_dit.py": 20, "tests/test_notebooks.py": 19, "tests/test_oracle.py": 19,

@@ -16,7 +16,8 @@ the seams are blended by the model. The official code (``ermongroup/SDEdit``, ma
 pixels to the level the step started from, one level behind; here they are reset to the level the step
 reached, so the last step returns the guide exactly outside the mask (behind a VAE: the guide's latents, which
 decode to the guide only as closely as the VAE reconstructs it). ``keep_outside`` then puts the guide's own pixels
-back wherever no latent cell was regenerated (diffusers' inpainting pipelines do the same, ``apply_overlay``).
+back wherever no latent cell was regenerated (diffusers' inpainting pipeline pastes the original back, with the pixel
+mask itself, when it crops around the mask: ``padding_mask_crop``, ``apply_overlay``).
 """
 
 from __future__ import annotations
