@@ -184,5 +184,9 @@ def find_pipeline(model: str | Path = SD15, *, download: bool = False, use: str 
 def _offline(resolution: int, why: str) -> Situation:
     from .tiny_sd import tiny_parts
 
-    parts = tiny_parts(layout="sd15", resolution=resolution)
+    try:
+        parts = tiny_parts(layout="sd15", resolution=resolution)
+    except ImportError as error:
+        raise ImportError('Stable Diffusion, even its tiny offline parts, needs the sd extra: '
+                          'pip install "coursekit[sd]"') from error
     return Situation("offline", from_parts(**parts), f"tiny random SD 1.5 parts: {why}", parts)
