@@ -309,13 +309,15 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
     on latents of side ``resolution`` (64: a 512x512 image) with 77 text tokens; ``sparse-sd`` runs it with tiles
     of at most 4 (``block``), which the measured 1% edit needed: tiles of 8 straddled by the edit made the 32x32 and
     16x16 levels, where most of SD's MACs are, 25% active (5.0x fewer MACs, 2.6x faster; tiles of 4: 8.0x, 3.2x,
-    on a 2-core CPU). Random weights (the cost does not depend on them; the agreement with the dense output is that
+    on a 2-core CPU, with oneDNN's convolutions throughout). Dense is timed twice: as is (coursekit and diffusers),
+    and with the sparse pass's kernel rule (``products_on_small_maps``: on the CPU, wide layers on few pixels as one
+    matrix product), each speed-up reported against both. Random weights (the cost does not depend on them; the agreement with the dense output is that
     of a random network). MACs counted (``counting.count_macs``), wall-clock timed in alternating rounds, and each
     sparse output's PSNR against the dense output on the edited input (peak: the dense output's range)."""
     from .evaluate import psnr as image_psnr
     from .models import unet
     from .models.counting import count_macs
-    from .models.sparse import SparseUNet, difference_mask
+    from .models.sparse import SparseUNet, difference_mask, products_on_small_maps
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.startswith("cuda")
@@ -349,8 +351,12 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
         edited, tiles, _ = edits[area]
         return lambda: engine.sparse(edited, t, cond, cache, tiles, norms)
 
+    def dense_with_products():
+        with products_on_small_maps(ours):
+            return _call(ours, edits[areas[0]][0], t, cond)
+
     calls = {"diffusers": lambda: _call(ref, edits[areas[0]][0], t, cond),
-             "coursekit": lambda: _call(ours, edits[areas[0]][0], t, cond)}
+             "coursekit": lambda: _call(ours, edits[areas[0]][0], t, cond), "coursekit_products": dense_with_products}
     calls.update({(a, n): sparse(a, n) for a in areas for n in ("frozen", "fresh")})
     with torch.no_grad():
         for fn in calls.values():  # warm-up
@@ -374,11 +380,13 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
                      "gmacs": round(macs / 1e9, 3), "mac_reduction": round(dense_macs / macs, 2),
                      **{f"{n}_seconds": round(seconds[(area, n)], 4) for n in ("frozen", "fresh")},
                      **{f"{n}_speedup": round(seconds["coursekit"] / seconds[(area, n)], 2) for n in ("frozen", "fresh")},
+                     **{f"{n}_speedup_same_kernels": round(seconds["coursekit_products"] / seconds[(area, n)], 2)
+                        for n in ("frozen", "fresh")},
                      **{f"{n}_psnr_to_dense": psnr[n] for n in ("frozen", "fresh")}})
     return {"benchmark": "sparse" if model == "shapes" else "sparse-sd", "model": model, "weights": "random",
             "device": torch.cuda.get_device_name(0) if cuda else "cpu", "resolution": resolution, "block": block,
             "rounds": rounds, "dense_gmacs": round(dense_macs / 1e9, 3),
-            "dense_seconds": {k: round(seconds[k], 4) for k in ("coursekit", "diffusers")},
+            "dense_seconds": {k: round(seconds[k], 4) for k in ("coursekit", "diffusers", "coursekit_products")},
             "diffusers_over_coursekit": round(seconds["diffusers"] / seconds["coursekit"], 3), "rows": rows,
             **({"paper": SIGE_PAPER_SD} if model == "sd15" else {})}
 

@@ -194,3 +194,35 @@ def test_sparse_sdedit_stays_close_to_the_dense_edit_on_shapes_unet(edits):
             assert min(scores) >= 35, scores
         else:
             assert min(scores) >= 27 and sorted(scores)[1] + sorted(scores)[2] >= 2 * 33, scores
+
+
+@pytest.mark.parametrize("stride, bias", [(1, True), (2, True), (1, False)])
+def test_the_cpu_matrix_product_equals_the_convolution(stride, bias):
+    """Wide layers on few pixels (SD's 8x8 and 16x16 levels) convolve their windows as one matrix product on the CPU;
+    it computes the convolution (sums in another order: within 2e-5 here, measured 5e-6 to 6e-6)."""
+    from coursekit.models.sparse import _conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(512, 64, 3, stride=stride, bias=bias)
+    windows = torch.randn(1, 4, 512, 9 if stride == 2 else 6, 9 if stride == 2 else 6)  # 64 output pixels: the product
+    with torch.no_grad():
+        ours, want = _conv(conv, windows), torch.nn.functional.conv2d(windows[0], conv.weight, conv.bias, stride)
+    assert ours.shape == want.shape == (4, 64, 4, 4) and (ours - want).abs().max() < 2e-5
+
+
+def test_the_dense_baseline_with_the_same_kernels_is_the_dense_network(monkeypatch):
+    """``products_on_small_maps``: the dense forward with the sparse pass's kernel rule (what ``bench sparse-sd``
+    compares against besides the plain one) computes the same convolution, and leaves the network as it was."""
+    from coursekit.models.sparse import products_on_small_maps
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(512, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1))
+    x = torch.randn(2, 512, 4, 4)  # 32 output pixels, 512 channels: the first runs as a product
+    with torch.no_grad():
+        want = net(x)
+        convolutions, conv2d = [], torch.nn.functional.conv2d
+        monkeypatch.setattr(torch.nn.functional, "conv2d", lambda *a, **k: convolutions.append(a[0].shape) or conv2d(*a, **k))
+        with products_on_small_maps(net):
+            ours = net(x)
+    assert (ours - want).abs().max() < 2e-5 and convolutions == [(2, 8, 6, 6)]  # only the narrow one convolved
+    assert all("_conv_forward" not in m.__dict__ for m in net)
