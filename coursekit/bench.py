@@ -311,8 +311,8 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
     16x16 levels, where most of SD's MACs are, 25% active (5.0x fewer MACs, 2.6x faster; tiles of 4: 8.0x, 3.2x,
     on a 2-core CPU, with oneDNN's convolutions throughout). Dense is timed twice: as is (coursekit and diffusers),
     and with the sparse pass's kernel rule (``products_on_small_maps``: on the CPU, wide layers on few pixels as one
-    matrix product), each speed-up reported against both. Random weights (the cost does not depend on them; the agreement with the dense output is that
-    of a random network). MACs counted (``counting.count_macs``), wall-clock timed in alternating rounds, and each
+    matrix product), each speed-up reported against both. Random weights (the cost does not depend on them; the
+    agreement with the dense output is that of a random network). MACs counted (``counting.count_macs``), wall-clock timed in alternating rounds, and each
     sparse output's PSNR against the dense output on the edited input (peak: the dense output's range)."""
     from .evaluate import psnr as image_psnr
     from .models import unet

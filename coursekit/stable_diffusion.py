@@ -151,9 +151,10 @@ def find_pipeline(model: str | Path = SD15, *, download: bool = False, use: str 
     already in the Hugging Face cache, or a name with ``download=True``, which then downloads it: SD 1.5's U-Net,
     VAE and text encoder are about 4 GB of float32 files, ``variant="fp16"`` halves that), the real model in float16 on
     the GPU; otherwise the tiny random parts of SD 1.5's layout at ``tiny_resolution`` pixels, on the CPU in float32,
-    which need no network and no weights. Nothing is downloaded unless ``download`` is True. ``use="real"``: the real weights whatever the device (on a CPU, float32: minutes per
-    image), a ValueError naming ``model`` if they cannot be loaded; ``use="tiny"``: the tiny parts. ``load_options``
-    go to ``stable_diffusion`` (e.g. ``revision``, ``variant="fp16"``)."""
+    which need no network and no weights. Nothing is downloaded unless ``download`` is True. ``use="real"``: the
+    real weights whatever the device (on a CPU, float32: minutes per image), a ValueError naming ``model`` if they
+    cannot be loaded; ``use="tiny"``: the tiny parts. ``load_options`` go to ``stable_diffusion`` (e.g.
+    ``revision``, ``variant="fp16"``)."""
     check_choice("use", use, USES)
     if not isinstance(download, bool):
         raise ValueError(f"download must be True or False, got {download!r}")
@@ -163,8 +164,9 @@ def find_pipeline(model: str | Path = SD15, *, download: bool = False, use: str 
     if use == "tiny":
         return _offline(tiny_resolution, "asked for (use='tiny')")
     if use == "auto" and not cuda:
-        return _offline(tiny_resolution, "no CUDA GPU: Stable Diffusion 1.5's U-Net takes about 6 s per call at 512 x 512 "
-                        "on a 2-core CPU (coursekit bench sparse-sd), minutes per edit (use='real' runs it anyway)")
+        return _offline(tiny_resolution, "no CUDA GPU: Stable Diffusion 1.5's U-Net takes about 6 s per call at "
+                        "512 x 512 on a 2-core CPU (coursekit bench sparse-sd), minutes per edit (use='real' runs it "
+                        "anyway)")
     options = dict(load_options)
     if not download and not Path(model).is_dir():
         options["local_files_only"] = True  # the cache only: no network

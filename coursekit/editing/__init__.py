@@ -25,5 +25,5 @@ from .sdedit import keep_outside, sdedit
 from .sparse import sparse_sdedit
 
 __all__ = ["DiffEditResult", "Imagic", "Inversion", "diffedit", "diffedit_mask", "difference_map",
-           "imagic", "invert", "keep_outside", "mask_from_map", "null_text_invert", "reconstruct", "sdedit", "sparse_sdedit",
-           "translate", "translate_captions"]
+           "imagic", "invert", "keep_outside", "mask_from_map", "null_text_invert", "reconstruct", "sdedit",
+           "sparse_sdedit", "translate", "translate_captions"]

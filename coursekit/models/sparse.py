@@ -161,9 +161,10 @@ def _conv(conv: nn.Conv2d, windows: torch.Tensor) -> torch.Tensor:
 
     On the CPU, few output pixels over many channels go through one matrix product over every window's patches
     (im2col) instead: there oneDNN's convolution was the slower, measured on the 2-core EPYC for 3x3 convolutions
-    (time of the convolution over the product): 1280 channels, 64 output pixels 2.7x, 256 pixels 1.9x, 1024 pixels 1.0x;
-    640 channels 1.35x, 1.3x, 1.0x; 320 channels at most 1.1x; 256 channels and fewer, or 1,600 pixels and more, at most
-    1.0x (down to 0.14x for 64 channels). Hence the rule: at least 512 channels and at most 512 output pixels."""
+    (time of the convolution over the product): 1280 channels, 64 output pixels 2.7x, 256 pixels 1.9x, 1024 pixels
+    1.0x; 640 channels 1.35x, 1.3x, 1.0x; 320 channels at most 1.1x; 256 channels and fewer, or 1,600 pixels and
+    more, at most 1.0x (down to 0.14x for 64 channels). Hence the rule: at least 512 channels and at most 512 output
+    pixels. (The U-Nets' convolutions are square, ungrouped and undilated, as the gathered windows assume.)"""
     x = windows.flatten(0, 1)
     N, C, L, _ = x.shape
     k, s = conv.kernel_size[0], conv.stride[0]
@@ -181,7 +182,8 @@ def products_on_small_maps(unet: nn.Module):
     """Within the block, every convolution of ``unet`` (the dense forward) chooses its kernel by ``_conv``'s rule,
     on its zero-padded input: the dense baseline with the sparse pass's kernels, so that a speed-up measured against
     it is the tiles' alone (``coursekit bench sparse-sd`` reports both baselines)."""
-    convs = [m for m in unet.modules() if isinstance(m, nn.Conv2d) and m.padding_mode == "zeros"]
+    convs = [m for m in unet.modules() if isinstance(m, nn.Conv2d) and m.padding_mode == "zeros" and m.groups == 1
+             and m.dilation == (1, 1)]
 
     def forward(conv, x, weight, bias):
         p = conv.padding[0]
