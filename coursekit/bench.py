@@ -312,8 +312,9 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
     on a 2-core CPU, with oneDNN's convolutions throughout). Dense is timed twice: as is (coursekit and diffusers),
     and with the sparse pass's kernel rule (``products_on_small_maps``: on the CPU, wide layers on few pixels as one
     matrix product), each speed-up reported against both. Random weights (the cost does not depend on them; the
-    agreement with the dense output is that of a random network). MACs counted (``counting.count_macs``), wall-clock timed in alternating rounds, and each
-    sparse output's PSNR against the dense output on the edited input (peak: the dense output's range)."""
+    agreement with the dense output is that of a random network). MACs counted (``counting.count_macs``),
+    wall-clock timed in alternating rounds, and each sparse output's PSNR against the dense output on the edited
+    input (peak: the dense output's range)."""
     from .evaluate import psnr as image_psnr
     from .models import unet
     from .models.counting import count_macs
@@ -389,7 +390,6 @@ def bench_sparse(device: str | None = None, resolution: int = 256, areas: tuple[
             "dense_seconds": {k: round(seconds[k], 4) for k in ("coursekit", "diffusers", "coursekit_products")},
             "diffusers_over_coursekit": round(seconds["diffusers"] / seconds["coursekit"], 3), "rows": rows,
             **({"paper": SIGE_PAPER_SD} if model == "sd15" else {})}
-
 
 
 BENCHMARKS = {"shapes": bench_shapes, "trainer-unet": bench_trainer,

@@ -249,6 +249,14 @@ class Pipeline:
         check_mask(name, mask, batch, (R, R))
         return F.adaptive_avg_pool2d(mask, side) if side != R else mask
 
+    def mask_to_image(self, mask, name: str = "mask") -> torch.Tensor:
+        """A mask (B, 1, h, w) on the model's grid at the images' resolution: each latent cell's value on the
+        ``codec.factor`` x ``codec.factor`` pixels it covers (the way back of ``mask_to_model``, for showing a latent
+        mask over an image or pasting by it). Pixel space: the mask as it is."""
+        R, (_, side, _) = self.resolution, self.model_shape
+        check_tensor(name, mask, shape=(None, 1, side, side))
+        return F.interpolate(mask, size=(R, R), mode="nearest") if side != R else mask
+
     # --- generation --------------------------------------------------------------------------------------------
 
     @torch.no_grad()

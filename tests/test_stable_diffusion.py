@@ -339,6 +339,11 @@ def test_masks_at_the_images_resolution_come_to_the_latents(pipes):
     latent_mask = pipe.mask_to_model(mask, 2)
     assert latent_mask.shape == (1, 1, 16, 16) and latent_mask[0, 0, 0, 8].item() == 0.5
     assert torch.equal(pipe.mask_to_model(latent_mask, 2), latent_mask)
+    back = pipe.mask_to_image(latent_mask)  # each cell's value on its 2 x 2 pixels
+    assert back.shape == (1, 1, 32, 32) and torch.equal(back[..., ::2, ::2], latent_mask)
+    assert torch.equal(back[..., 1::2, 1::2], latent_mask) and back[0, 0, 5, 17].item() == 0.5
+    with pytest.raises(ValueError, match="^mask"):
+        pipe.mask_to_image(mask)  # already at the images' resolution: not a latent mask
     out = sdedit(pipe, x, PROMPTS, strength=0.6, num_inference_steps=STEPS, mask_image=mask)
     with torch.no_grad():
         kept = pipe.encode(x)

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .._checks import check_choice, check_float, check_int, check_tensor
 from ..diffusion import q_sample, sample
@@ -124,12 +123,11 @@ def keep_outside(pipe: Pipeline, image: torch.Tensor, edited: torch.Tensor, mask
     Behind a VAE a masked edit keeps the latents outside the mask exactly, but decoding them gives the image only as
     closely as the VAE reconstructs it, and the decoder spreads each regenerated latent cell into its neighbours'
     pixels. Pasting the original back restores every pixel outside the regenerated cells exactly (a seam may show at
-    their border). The region is ``pipe.mask_to_model(mask_image) > 0`` brought to the images' resolution (each latent
-    cell covers ``codec.factor`` x ``codec.factor`` pixels). ``image``, ``edited``: (B, C, R, R) at the pipeline's
+    their border). The region is ``pipe.mask_to_model(mask_image) > 0`` brought to the images' resolution
+    (``pipe.mask_to_image``: each latent cell covers ``codec.factor`` x ``codec.factor`` pixels). ``image``, ``edited``: (B, C, R, R) at the pipeline's
     resolution; ``mask_image`` as ``sdedit`` takes it."""
     pipe = check_pipeline(pipe)
     image = pipe.check_images(image)
     check_tensor("edited", edited, shape=tuple(image.shape))
-    regenerated = (pipe.mask_to_model(mask_image, image.shape[0]) > 0).to(image.dtype)
-    region = F.interpolate(regenerated, size=image.shape[-2:], mode="nearest")
+    region = pipe.mask_to_image((pipe.mask_to_model(mask_image, image.shape[0]) > 0).to(image.dtype))
     return torch.where(region.to(image.device) > 0, edited, image)
